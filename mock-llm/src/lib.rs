@@ -1,0 +1,27 @@
+//! The LLM provider that orchbench runs against: OpenAI's rate-limit, latency and fault model.
+//!
+//! Start at [`provider::Provider::admit`]: it takes `now` and a [`provider::ModelRequest`] and
+//! answers with an [`provider::Admission`]. Nothing in this crate reads a clock or does I/O, so the
+//! same model serves the simulated backend (in-process, virtual time) and the HTTP server.
+//!
+//! - [`config`]: the provider's settings (limits, profile, TPM charge rule, latency, faults);
+//! - [`limiter`]: continuously refilling buckets (OpenAI) and fixed windows (Azure);
+//! - [`headers`]: the `x-ratelimit-*` values and OpenAI's duration format;
+//! - [`verdict`]: the deterministic validation result per chunk;
+//! - [`rng`]: the seeded generator every orchbench crate draws from.
+
+pub mod config;
+pub mod headers;
+pub mod limiter;
+pub mod provider;
+pub mod rng;
+pub mod verdict;
+
+pub use config::{LatencyConfig, Profile, ProviderConfig, TpmCharge};
+pub use headers::RateLimitHeaders;
+pub use limiter::LimitKind;
+pub use provider::{
+    Admission, Admitted, Failed, FailureKind, ModelRequest, Provider, ProviderStats, Throttled,
+    Usage,
+};
+pub use verdict::Verdict;

@@ -1,0 +1,729 @@
+//! The provider model: admission against the limits, latency, faults, verdicts.
+//!
+//! It is plain state: [`Provider::admit`] takes `now` (time since the provider started) and
+//! returns a decision, with no clock and no I/O inside. The simulated backend calls it in-process;
+//! the HTTP server wraps the very same model.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::num::NonZeroU64;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Profile, ProviderConfig};
+use crate::headers::RateLimitHeaders;
+use crate::limiter::{Bucket, Limit, LimitKind, Window};
+use crate::rng::{SimRng, derive_seed};
+use crate::verdict::Verdict;
+
+/// What the model needs to know of a chat-completion request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRequest {
+    /// Prompt tokens (counted or estimated by the caller).
+    pub prompt_tokens: u32,
+    /// The request's `max_tokens`.
+    pub max_tokens: u32,
+    /// How many tokens the model would write if not cut off by `max_tokens`.
+    pub completion_tokens: u32,
+    /// The identity of the work item (a chunk), from which the verdict is derived.
+    pub key: u64,
+}
+
+/// Token counts of an answer, as in OpenAI's `usage` object.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// Completion tokens.
+    pub completion_tokens: u32,
+}
+
+impl Usage {
+    /// Prompt plus completion tokens.
+    pub fn total(self) -> u64 {
+        u64::from(self.prompt_tokens) + u64::from(self.completion_tokens)
+    }
+}
+
+/// The model's decision on one request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Admission {
+    /// Admitted: the answer arrives after `latency`.
+    Admitted(Admitted),
+    /// Refused by a rate limit (HTTP 429 `rate_limit_exceeded`); retrying after `retry_after` helps.
+    Throttled(Throttled),
+    /// Failed: server error, outage, hang, or a request too large for any retry to help.
+    Failed(Failed),
+}
+
+/// An admitted request.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Admitted {
+    /// Time from admission to the complete answer (queueing for capacity included).
+    pub latency: Duration,
+    /// Of `latency`, the time spent waiting for a free generation slot.
+    pub queued: Duration,
+    /// Token counts of the answer.
+    pub usage: Usage,
+    /// `true` when `max_tokens` cut the completion short (`finish_reason: "length"`).
+    pub truncated: bool,
+    /// The validator's answer.
+    pub verdict: Verdict,
+    /// Rate-limit values after this request was charged.
+    pub headers: RateLimitHeaders,
+}
+
+/// A request refused by a rate limit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Throttled {
+    /// Which limit refused it (the one that needs the longer wait).
+    pub limit: LimitKind,
+    /// The limit's value (per minute, or per window with the azure profile).
+    pub limit_value: u64,
+    /// How much of the limit is in use now.
+    pub used: u64,
+    /// How much this request asked for of that limit.
+    pub requested: u64,
+    /// Exact time until the request would be admitted if nothing else arrived.
+    pub retry_after: Duration,
+    /// Time the refusal takes to reach the client.
+    pub after: Duration,
+    /// Rate-limit values now.
+    pub headers: RateLimitHeaders,
+}
+
+/// A request that failed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Failed {
+    /// Why.
+    pub kind: FailureKind,
+    /// When the client hears of it: `None` means never (a hung request; the client's timeout ends it).
+    pub after: Option<Duration>,
+    /// Rate-limit values now.
+    pub headers: RateLimitHeaders,
+}
+
+/// Why a request failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// A random server error with this status (charged against TPM all the same).
+    ServerError(u16),
+    /// A scheduled outage: every request fails with this status, nothing is charged.
+    Outage(u16),
+    /// Admitted and charged, but the answer never comes.
+    Hung,
+    /// Larger than the whole limit: 429 "Request too large", and no retry can help (OpenAI).
+    TooLarge {
+        /// Which limit it exceeds.
+        limit: LimitKind,
+        /// The limit.
+        limit_value: u64,
+        /// What it asked for.
+        requested: u64,
+    },
+}
+
+impl FailureKind {
+    /// The HTTP status the client sees.
+    pub fn status(self) -> Option<u16> {
+        match self {
+            FailureKind::ServerError(s) | FailureKind::Outage(s) => Some(s),
+            FailureKind::TooLarge { .. } => Some(429),
+            FailureKind::Hung => None,
+        }
+    }
+}
+
+/// Running totals kept by the provider.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProviderStats {
+    /// Requests admitted (answered or not).
+    pub admitted: u64,
+    /// Requests refused by a limit.
+    pub throttled: u64,
+    /// Requests that failed (server error, outage, hang, too large).
+    pub failed: u64,
+    /// Tokens charged against TPM at admission.
+    pub tokens_charged: u64,
+    /// Tokens billed: prompt + completion of every answered request.
+    pub tokens_billed: u64,
+}
+
+/// The provider model. See the module docs.
+#[derive(Debug)]
+pub struct Provider {
+    config: ProviderConfig,
+    requests: Option<Limit>,
+    tokens: Option<Limit>,
+    rng: SimRng,
+    verdict_seed: u64,
+    busy_until: BinaryHeap<Reverse<Duration>>,
+    next_change: usize,
+    stats: ProviderStats,
+}
+
+impl Provider {
+    /// A provider with full buckets at time zero.
+    pub fn new(config: ProviderConfig) -> Self {
+        let rng = SimRng::new(derive_seed(config.seed, "provider"));
+        let verdict_seed = derive_seed(config.seed, "verdicts");
+        let mut p = Self {
+            requests: None,
+            tokens: None,
+            rng,
+            verdict_seed,
+            busy_until: BinaryHeap::new(),
+            next_change: 0,
+            stats: ProviderStats::default(),
+            config,
+        };
+        p.rebuild_limits(Duration::ZERO, p.config.tpm, p.config.rpm);
+        p
+    }
+
+    /// The configuration in force (limits as last changed).
+    pub fn config(&self) -> &ProviderConfig {
+        &self.config
+    }
+
+    /// Running totals.
+    pub fn stats(&self) -> ProviderStats {
+        self.stats
+    }
+
+    fn rebuild_limits(&mut self, now: Duration, tpm: Option<NonZeroU64>, rpm: Option<NonZeroU64>) {
+        let rpm = self.config.effective_rpm(tpm, rpm);
+        match self.config.profile {
+            Profile::Openai => {
+                self.tokens = update_bucket(self.tokens.take(), now, tpm);
+                self.requests = update_bucket(self.requests.take(), now, rpm);
+            }
+            Profile::Azure => {
+                // Azure counts TPM per minute, and RPM per 1 s window (rpm/60), or per 10 s window
+                // (rpm/6) when that would round to nothing (Azure OpenAI quota docs).
+                self.tokens =
+                    tpm.map(|t| Limit::Window(Window::new(Duration::from_secs(60), t.get())));
+                self.requests = rpm.map(|r| {
+                    let r = r.get();
+                    if r >= 60 {
+                        Limit::Window(Window::new(Duration::from_secs(1), r / 60))
+                    } else {
+                        Limit::Window(Window::new(Duration::from_secs(10), (r / 6).max(1)))
+                    }
+                });
+            }
+        }
+    }
+
+    /// Changes the limits from `now` on (an admin call, or a scheduled change).
+    pub fn set_limits(&mut self, now: Duration, tpm: Option<NonZeroU64>, rpm: Option<NonZeroU64>) {
+        let tpm = tpm.or(self.config.tpm);
+        let rpm = rpm.or(self.config.rpm);
+        self.config.tpm = tpm;
+        self.config.rpm = rpm;
+        self.rebuild_limits(now, tpm, rpm);
+    }
+
+    fn apply_schedule(&mut self, now: Duration) {
+        while let Some(change) = self
+            .config
+            .schedule
+            .limit_changes
+            .get(self.next_change)
+            .copied()
+        {
+            if change.at > now {
+                break;
+            }
+            self.next_change += 1;
+            self.set_limits(change.at, change.tpm, change.rpm);
+        }
+    }
+
+    /// The rate-limit values at `now`.
+    pub fn headers(&mut self, now: Duration) -> RateLimitHeaders {
+        let (req, tok) = (self.requests.as_mut(), self.tokens.as_mut());
+        let (limit_requests, remaining_requests, reset_requests) = match req {
+            Some(l) => (Some(l.limit()), Some(l.remaining(now)), Some(l.reset(now))),
+            None => (None, None, None),
+        };
+        let (limit_tokens, remaining_tokens, reset_tokens) = match tok {
+            Some(l) => (Some(l.limit()), Some(l.remaining(now)), Some(l.reset(now))),
+            None => (None, None, None),
+        };
+        RateLimitHeaders {
+            limit_requests,
+            limit_tokens,
+            remaining_requests,
+            remaining_tokens,
+            reset_requests,
+            reset_tokens,
+        }
+    }
+
+    /// Decides on a request arriving at `now` (time since the provider started).
+    ///
+    /// Order: outage (nothing charged), request too large, rate limits (nothing charged when
+    /// refused), charge, then random failure or hang (charged: failed requests count against the
+    /// limit, per the OpenAI cookbook), then latency with queueing for capacity.
+    pub fn admit(&mut self, now: Duration, req: &ModelRequest) -> Admission {
+        self.apply_schedule(now);
+        let reject = self.config.latency.reject();
+        if let Some(o) = self
+            .config
+            .schedule
+            .outages
+            .iter()
+            .find(|o| o.start <= now && now < o.end)
+        {
+            self.stats.failed += 1;
+            let kind = FailureKind::Outage(o.status);
+            return Admission::Failed(Failed {
+                kind,
+                after: Some(reject),
+                headers: self.headers(now),
+            });
+        }
+        let charge = self.config.charge(req.prompt_tokens, req.max_tokens);
+        let mut worst: Option<(Duration, LimitKind)> = None;
+        for (kind, amount) in [(LimitKind::Requests, 1), (LimitKind::Tokens, charge)] {
+            let limit = match kind {
+                LimitKind::Requests => self.requests.as_mut(),
+                LimitKind::Tokens => self.tokens.as_mut(),
+            };
+            let Some(limit) = limit else { continue };
+            match limit.wait_for(now, amount) {
+                None => {
+                    self.stats.failed += 1;
+                    let kind = FailureKind::TooLarge {
+                        limit: kind,
+                        limit_value: limit.limit(),
+                        requested: amount,
+                    };
+                    return Admission::Failed(Failed {
+                        kind,
+                        after: Some(reject),
+                        headers: self.headers(now),
+                    });
+                }
+                Some(w) if w > Duration::ZERO && worst.is_none_or(|(d, _)| w > d) => {
+                    worst = Some((w, kind))
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some((retry_after, kind)) = worst {
+            self.stats.throttled += 1;
+            let (limit, requested) = match kind {
+                LimitKind::Requests => (
+                    self.requests
+                        .as_mut()
+                        .expect("a limit that throttled exists"),
+                    1,
+                ),
+                LimitKind::Tokens => (
+                    self.tokens.as_mut().expect("a limit that throttled exists"),
+                    charge,
+                ),
+            };
+            let limit_value = limit.limit();
+            let used = limit_value.saturating_sub(limit.remaining(now));
+            return Admission::Throttled(Throttled {
+                limit: kind,
+                limit_value,
+                used,
+                requested,
+                retry_after,
+                after: reject,
+                headers: self.headers(now),
+            });
+        }
+        if let Some(l) = self.requests.as_mut() {
+            l.take(now, 1);
+        }
+        if let Some(l) = self.tokens.as_mut() {
+            l.take(now, charge);
+        }
+        self.stats.admitted += 1;
+        self.stats.tokens_charged += charge;
+        let headers = self.headers(now);
+        if self.rng.chance(self.config.error_rate.0) {
+            self.stats.failed += 1;
+            let kind = FailureKind::ServerError(self.config.error_status.0);
+            return Admission::Failed(Failed {
+                kind,
+                after: Some(reject),
+                headers,
+            });
+        }
+        if self.rng.chance(self.config.hang_rate.0) {
+            self.stats.failed += 1;
+            return Admission::Failed(Failed {
+                kind: FailureKind::Hung,
+                after: None,
+                headers,
+            });
+        }
+        let completion = req.completion_tokens.min(req.max_tokens);
+        let z = if self.config.latency.sigma.0 > 0.0 {
+            self.rng.standard_normal()
+        } else {
+            0.0
+        };
+        let service = self
+            .config
+            .latency
+            .nominal(completion)
+            .mul_f64(self.config.latency.noise_factor(z));
+        let queued = self.queue_for_capacity(now, service);
+        let usage = Usage {
+            prompt_tokens: req.prompt_tokens,
+            completion_tokens: completion,
+        };
+        self.stats.tokens_billed += usage.total();
+        Admission::Admitted(Admitted {
+            latency: queued + service,
+            queued,
+            usage,
+            truncated: completion < req.completion_tokens,
+            verdict: self.verdict(req.key),
+            headers,
+        })
+    }
+
+    /// The verdict this provider gives for the work item `key`.
+    pub fn verdict(&self, key: u64) -> Verdict {
+        Verdict::for_chunk(self.verdict_seed, key, self.config.invalid_rate.0)
+    }
+
+    /// With a capacity, a generation starts when a slot is free (FIFO); returns the wait.
+    fn queue_for_capacity(&mut self, now: Duration, service: Duration) -> Duration {
+        let Some(cap) = self.config.capacity else {
+            return Duration::ZERO;
+        };
+        while self.busy_until.peek().is_some_and(|Reverse(t)| *t <= now) {
+            self.busy_until.pop();
+        }
+        let start = if (self.busy_until.len() as u64) < cap.get() {
+            now
+        } else {
+            self.busy_until.pop().map_or(now, |Reverse(t)| t)
+        };
+        self.busy_until.push(Reverse(start + service));
+        start - now
+    }
+}
+
+fn update_bucket(old: Option<Limit>, now: Duration, limit: Option<NonZeroU64>) -> Option<Limit> {
+    match (old, limit) {
+        (_, None) => None,
+        (Some(Limit::Bucket(mut b)), Some(l)) => {
+            b.set_limit(now, l.get());
+            Some(Limit::Bucket(b))
+        }
+        (_, Some(l)) => Some(Limit::Bucket(Bucket::new(l.get()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{LatencyConfig, Millis, Outage, Probability, Schedule, TpmCharge};
+    use proptest::prelude::*;
+
+    fn cfg(tpm: Option<u64>, rpm: Option<u64>) -> ProviderConfig {
+        ProviderConfig {
+            tpm: tpm.and_then(NonZeroU64::new),
+            rpm: rpm.and_then(NonZeroU64::new),
+            latency: LatencyConfig {
+                sigma: Millis(0.0),
+                ..LatencyConfig::default()
+            },
+            ..ProviderConfig::default()
+        }
+    }
+
+    fn req(prompt: u32, max: u32) -> ModelRequest {
+        ModelRequest {
+            prompt_tokens: prompt,
+            max_tokens: max,
+            completion_tokens: max / 2,
+            key: 1,
+        }
+    }
+
+    const T0: Duration = Duration::ZERO;
+
+    #[test]
+    fn tpm_charge_is_prompt_plus_max_tokens_by_default() {
+        // 1000 TPM, a request of 300 + 200: two fit in the full bucket, the third does not.
+        let mut p = Provider::new(cfg(Some(1000), None));
+        assert!(matches!(
+            p.admit(T0, &req(300, 200)),
+            Admission::Admitted(_)
+        ));
+        assert!(matches!(
+            p.admit(T0, &req(300, 200)),
+            Admission::Admitted(_)
+        ));
+        let Admission::Throttled(t) = p.admit(T0, &req(300, 200)) else {
+            panic!("should throttle")
+        };
+        assert_eq!(t.limit, LimitKind::Tokens);
+        assert_eq!((t.limit_value, t.used, t.requested), (1000, 1000, 500));
+        // 500 tokens at 1000/min take exactly 30 s to come back.
+        assert_eq!(t.retry_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn max_of_prompt_and_max_charges_the_larger() {
+        let mut c = cfg(Some(1000), None);
+        c.tpm_charge = TpmCharge::MaxOfPromptAndMax;
+        let mut p = Provider::new(c);
+        for _ in 0..3 {
+            assert!(
+                matches!(p.admit(T0, &req(300, 200)), Admission::Admitted(_)),
+                "300 each: three fit"
+            );
+        }
+        assert!(matches!(
+            p.admit(T0, &req(300, 200)),
+            Admission::Throttled(_)
+        ));
+    }
+
+    #[test]
+    fn a_request_larger_than_the_whole_limit_is_too_large_not_throttled() {
+        let mut p = Provider::new(cfg(Some(1000), None));
+        let Admission::Failed(f) = p.admit(T0, &req(900, 200)) else {
+            panic!("too large")
+        };
+        assert_eq!(
+            f.kind,
+            FailureKind::TooLarge {
+                limit: LimitKind::Tokens,
+                limit_value: 1000,
+                requested: 1100
+            }
+        );
+        assert_eq!(f.kind.status(), Some(429));
+    }
+
+    #[test]
+    fn headers_report_limit_remaining_and_reset() {
+        let mut p = Provider::new(cfg(Some(60_000), Some(60)));
+        let Admission::Admitted(a) = p.admit(T0, &req(1000, 500)) else {
+            panic!()
+        };
+        let h = a.headers;
+        assert_eq!(
+            (h.limit_tokens, h.remaining_tokens),
+            (Some(60_000), Some(58_500))
+        );
+        assert_eq!(
+            (h.limit_requests, h.remaining_requests),
+            (Some(60), Some(59))
+        );
+        // 1500 tokens at 1000/s and 1 request at 1/s both take 1.5 s and 1 s to refill.
+        assert_eq!(h.reset_tokens, Some(Duration::from_millis(1500)));
+        assert_eq!(h.reset_requests, Some(Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn latency_is_base_plus_per_token_time_without_noise() {
+        let mut p = Provider::new(cfg(None, None));
+        let Admission::Admitted(a) = p.admit(T0, &req(10, 100)) else {
+            panic!()
+        };
+        // 400 ms + 15 ms × 50 tokens.
+        assert_eq!(a.latency, Duration::from_millis(1150));
+        assert_eq!(
+            a.usage,
+            Usage {
+                prompt_tokens: 10,
+                completion_tokens: 50
+            }
+        );
+    }
+
+    #[test]
+    fn noise_never_goes_below_the_documented_minimum() {
+        let mut c = cfg(None, None);
+        c.latency.sigma = Millis(0.8);
+        let min = c.latency.minimum(50);
+        let mut p = Provider::new(c);
+        for _ in 0..5_000 {
+            let Admission::Admitted(a) = p.admit(T0, &req(10, 100)) else {
+                panic!()
+            };
+            assert!(a.latency >= min, "{:?} < {:?}", a.latency, min);
+        }
+    }
+
+    #[test]
+    fn capacity_queues_excess_generations_in_order() {
+        // One slot: the second request waits for the first to finish, the third for the second.
+        let mut c = cfg(None, None);
+        c.capacity = NonZeroU64::new(1);
+        let mut p = Provider::new(c);
+        let lat: Vec<Duration> = (0..3)
+            .map(|_| match p.admit(T0, &req(10, 100)) {
+                Admission::Admitted(a) => a.latency,
+                other => panic!("{other:?}"),
+            })
+            .collect();
+        assert_eq!(lat, [1150, 2300, 3450].map(Duration::from_millis));
+    }
+
+    #[test]
+    fn outage_fails_everything_and_charges_nothing() {
+        let mut c = cfg(Some(1000), None);
+        c.schedule = Schedule {
+            outages: vec![Outage {
+                start: Duration::from_secs(10),
+                end: Duration::from_secs(20),
+                status: 503,
+            }],
+            limit_changes: vec![],
+        };
+        let mut p = Provider::new(c);
+        let Admission::Failed(f) = p.admit(Duration::from_secs(10), &req(300, 200)) else {
+            panic!()
+        };
+        assert_eq!(f.kind, FailureKind::Outage(503));
+        assert_eq!(p.stats().tokens_charged, 0);
+        assert!(matches!(
+            p.admit(Duration::from_secs(20), &req(300, 200)),
+            Admission::Admitted(_)
+        ));
+    }
+
+    #[test]
+    fn scheduled_limit_change_applies_at_its_time() {
+        let mut c = cfg(Some(1000), None);
+        c.schedule.limit_changes.push(crate::config::LimitChange {
+            at: Duration::from_secs(5),
+            tpm: NonZeroU64::new(100),
+            rpm: None,
+        });
+        let mut p = Provider::new(c);
+        assert_eq!(p.headers(Duration::from_secs(1)).limit_tokens, Some(1000));
+        let Admission::Failed(f) = p.admit(Duration::from_secs(6), &req(100, 100)) else {
+            panic!()
+        };
+        assert!(matches!(
+            f.kind,
+            FailureKind::TooLarge {
+                limit_value: 100,
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn server_errors_are_charged_and_hangs_never_answer() {
+        let mut c = cfg(Some(1_000_000), None);
+        c.error_rate = Probability(1.0);
+        let mut p = Provider::new(c.clone());
+        let Admission::Failed(f) = p.admit(T0, &req(100, 100)) else {
+            panic!()
+        };
+        assert_eq!(f.kind, FailureKind::ServerError(500));
+        assert_eq!(p.stats().tokens_charged, 200);
+        c.error_rate = Probability(0.0);
+        c.hang_rate = Probability(1.0);
+        let mut p = Provider::new(c);
+        let Admission::Failed(f) = p.admit(T0, &req(100, 100)) else {
+            panic!()
+        };
+        assert_eq!((f.kind, f.after), (FailureKind::Hung, None));
+    }
+
+    #[test]
+    fn azure_derives_rpm_from_tpm_and_enforces_it_per_second() {
+        // 100,000 TPM → 600 RPM → at most 10 requests in one second.
+        let mut c = cfg(Some(100_000), None);
+        c.profile = Profile::Azure;
+        let mut p = Provider::new(c);
+        for _ in 0..10 {
+            assert!(matches!(
+                p.admit(Duration::from_millis(100), &req(10, 10)),
+                Admission::Admitted(_)
+            ));
+        }
+        let Admission::Throttled(t) = p.admit(Duration::from_millis(100), &req(10, 10)) else {
+            panic!()
+        };
+        assert_eq!(
+            (t.limit, t.retry_after),
+            (LimitKind::Requests, Duration::from_millis(900))
+        );
+    }
+
+    fn profile() -> impl Strategy<Value = Profile> {
+        prop_oneof![Just(Profile::Openai), Just(Profile::Azure)]
+    }
+
+    proptest! {
+        /// Whatever arrives, the tokens admitted in any window [a, b] never exceed what the limit
+        /// allows: one minute's worth plus the refill over the window (OpenAI), or the limit once
+        /// per minute window touched (Azure).
+        #[test]
+        fn admitted_tokens_never_exceed_what_the_limit_allows(
+            tpm in 1_000u64..50_000,
+            profile in profile(),
+            reqs in proptest::collection::vec((0u64..4_000, 1u32..800, 1u32..400), 1..120),
+        ) {
+            let mut c = cfg(Some(tpm), Some(1_000_000));
+            c.profile = profile;
+            let mut p = Provider::new(c);
+            let mut now = 0u64;
+            let mut admitted: Vec<(u64, u64)> = vec![];
+            for (gap, prompt, max) in reqs {
+                now += gap;
+                if let Admission::Admitted(_) = p.admit(Duration::from_millis(now), &req(prompt, max)) {
+                    admitted.push((now, u64::from(prompt) + u64::from(max)));
+                }
+            }
+            for i in 0..admitted.len() {
+                for j in i..admitted.len() {
+                    let total: u64 = admitted[i..=j].iter().map(|a| a.1).sum();
+                    let (a, b) = (admitted[i].0, admitted[j].0);
+                    let allowed = match profile {
+                        Profile::Openai => u128::from(tpm) * 60_000 + u128::from(tpm) * u128::from(b - a),
+                        Profile::Azure => u128::from(tpm) * u128::from(b / 60_000 - a / 60_000 + 1) * 60_000,
+                    };
+                    prop_assert!(u128::from(total) * 60_000 <= allowed, "{total} tokens in [{a}, {b}] ms");
+                }
+            }
+        }
+
+        /// A request refused with a retry-after is admitted when retried exactly then, if
+        /// nothing else arrived in between.
+        #[test]
+        fn throttled_request_is_admitted_at_its_retry_after(
+            tpm in 1_000u64..100_000,
+            rpm in 1u64..600,
+            profile in profile(),
+            warmup in proptest::collection::vec((0u64..2_000, 1u32..500), 0..60),
+            last in (1u32..500, 1u32..400),
+        ) {
+            let mut c = cfg(Some(tpm), Some(rpm));
+            c.profile = profile;
+            let mut p = Provider::new(c);
+            let mut now = Duration::ZERO;
+            for (gap, prompt) in warmup {
+                now += Duration::from_millis(gap);
+                let _ = p.admit(now, &req(prompt, 100));
+            }
+            let r = req(last.0, last.1);
+            if let Admission::Throttled(t) = p.admit(now, &r) {
+                prop_assert!(t.retry_after > Duration::ZERO);
+                let again = p.admit(now + t.retry_after, &r);
+                prop_assert!(matches!(again, Admission::Admitted(_)), "{:?}", again);
+            }
+        }
+    }
+}
