@@ -195,7 +195,15 @@ impl LatencyConfig {
 
     /// The smallest time a generation of `tokens` tokens can take (noise at its −3σ truncation).
     pub fn minimum(&self, tokens: u32) -> Duration {
-        self.nominal(tokens).mul_f64(self.noise_factor(-3.0))
+        self.with_noise(tokens, -3.0)
+    }
+
+    /// The generation time of `tokens` tokens for a standard normal draw `z`.
+    pub fn with_noise(&self, tokens: u32, z: f64) -> Duration {
+        ms_to_duration(
+            (self.base_ms.0 + self.per_output_token_ms.0 * f64::from(tokens))
+                * self.noise_factor(z),
+        )
     }
 
     /// The noise multiplier for a standard normal draw `z` (truncated to ±3).
@@ -210,8 +218,13 @@ impl LatencyConfig {
 
     /// How long a refusal takes to arrive.
     pub fn reject(&self) -> Duration {
-        Duration::from_secs_f64(self.reject_ms.0 / 1000.0)
+        ms_to_duration(self.reject_ms.0)
     }
+}
+
+/// Milliseconds (finite, >= 0) as a duration rounded to whole nanoseconds.
+fn ms_to_duration(ms: f64) -> Duration {
+    Duration::from_nanos((ms * 1e6).round() as u64)
 }
 
 fn default_base_ms() -> Millis {

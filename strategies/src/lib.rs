@@ -1,1 +1,90 @@
-//! placeholder
+//! Orchestration strategies, each behind the one [`Strategy`] trait, and the functions that run
+//! them through a scenario.
+//!
+//! Start at [`Strategy`] and [`simulate`]; [`build`] makes a strategy by name with its settings
+//! from the scenario's `[strategies.NAME]` table.
+//!
+//! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
+//! - [`retry`]: backoff policies shared by strategies;
+//! - [`error`]: [`StrategyError`].
+//!
+//! Each strategy lives in a folder with the same shape: `mod.rs` (the strategy and its run loop)
+//! and `config.rs` (its `[strategies.NAME]` settings).
+
+pub mod error;
+pub mod fixed;
+pub mod retry;
+
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::de::DeserializeOwned;
+use sim::{RunContext, RunOptions, RunReport, Scenario, SimError};
+
+pub use error::StrategyError;
+
+/// The future a strategy's run returns.
+pub type BoxRun = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
+
+/// An orchestration strategy.
+///
+/// `run` takes files from [`RunContext::next_file`] until it returns `None`, validates their chunks
+/// with [`RunContext::call`], reports each chunk with [`RunContext::chunk_done`], and returns when
+/// all its work has ended. It spawns tasks only with [`RunContext::spawn`], so that a crash can
+/// abort them. After a crash, `run` is called again and the feed hands out the unfinished files
+/// with only the chunks that have no stored result.
+pub trait Strategy: Send + Sync {
+    /// Its name, as given to `--strategy`.
+    fn name(&self) -> &str;
+    /// One line on what it does.
+    fn describe(&self) -> &str;
+    /// Runs it (see the trait docs).
+    fn run(&self, ctx: RunContext) -> BoxRun;
+}
+
+/// The names of every strategy, in the order comparisons show them.
+pub const NAMES: &[&str] = &["fixed"];
+
+/// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
+pub fn build(name: &str, scenario: &Scenario) -> Result<Box<dyn Strategy>, StrategyError> {
+    match name {
+        "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario)?))),
+        _ => Err(StrategyError::Unknown {
+            name: name.to_owned(),
+            known: NAMES.join(", "),
+        }),
+    }
+}
+
+/// Every strategy, each with its settings from the scenario.
+pub fn all(scenario: &Scenario) -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
+    NAMES.iter().map(|n| build(n, scenario)).collect()
+}
+
+fn settings<T: DeserializeOwned + Default>(
+    name: &str,
+    scenario: &Scenario,
+) -> Result<T, StrategyError> {
+    let Some((table, line)) = scenario.strategy_table(name) else {
+        return Ok(T::default());
+    };
+    table
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| StrategyError::Settings {
+            origin: scenario.source.origin.clone(),
+            name: name.to_owned(),
+            line,
+            message: e.message().trim_end().to_owned(),
+        })
+}
+
+/// Runs `strategy` through `scenario` in simulated time.
+pub fn simulate(
+    strategy: &dyn Strategy,
+    scenario: &Scenario,
+    opts: &RunOptions,
+) -> Result<RunReport, SimError> {
+    let run = |ctx: RunContext| -> Pin<Box<dyn Future<Output = ()> + '_>> { strategy.run(ctx) };
+    sim::simulate(scenario, strategy.name(), &run, opts)
+}

@@ -1,0 +1,240 @@
+//! The seam between strategies and the LLM: [`LlmBackend`], and the simulated backend that calls
+//! the provider model in-process and waits in (virtual) tokio time.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use mock_llm::{
+    Admission, FailureKind, LimitKind, ModelRequest, Provider, ProviderConfig, ProviderStats,
+    RateLimitHeaders, Usage, Verdict,
+};
+use tokio::time::Instant;
+
+use crate::scenario::FileId;
+
+/// A boxed, sendable future (what [`LlmBackend::complete`] returns).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// One chat-completion call for one chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatRequest {
+    /// The file the chunk belongs to.
+    pub file: FileId,
+    /// The chunk's index in its file.
+    pub chunk: u32,
+    /// 0 for a first attempt, then 1, 2, …
+    pub attempt: u32,
+    /// Prompt tokens.
+    pub prompt_tokens: u32,
+    /// `max_tokens`.
+    pub max_tokens: u32,
+    /// How long the answer would be if not cut off (the simulated model's behaviour; a hint to a
+    /// live mock, ignored by a real provider).
+    pub completion_tokens: u32,
+    /// The chunk's identity for the provider.
+    pub key: u64,
+}
+
+impl ChatRequest {
+    /// What the provider model needs of it.
+    pub fn model_request(&self) -> ModelRequest {
+        ModelRequest {
+            prompt_tokens: self.prompt_tokens,
+            max_tokens: self.max_tokens,
+            completion_tokens: self.completion_tokens,
+            key: self.key,
+        }
+    }
+}
+
+/// A successful answer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ChatResponse {
+    /// The validator's verdict, read from the completion's content.
+    pub verdict: Verdict,
+    /// Token counts.
+    pub usage: Usage,
+    /// The rate-limit headers of the response.
+    pub rate_limit: RateLimitHeaders,
+}
+
+/// A failed call, as a client sees it.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum LlmError {
+    /// 429 `rate_limit_exceeded`: retrying later helps.
+    #[error("429 rate limited ({limit:?}), retry after {retry_after:?}")]
+    Throttled {
+        /// Which limit, when the body says.
+        limit: Option<LimitKind>,
+        /// The server's retry hint (`retry-after-ms`, else `retry-after`), whole milliseconds.
+        retry_after: Option<Duration>,
+        /// The response's rate-limit headers.
+        rate_limit: RateLimitHeaders,
+    },
+    /// 429 for a request larger than the whole limit: no retry can help.
+    #[error("request too large: {0}")]
+    TooLarge(String),
+    /// 5xx.
+    #[error("server error {status}")]
+    Server {
+        /// The status.
+        status: u16,
+        /// The server's retry hint, if any.
+        retry_after: Option<Duration>,
+    },
+    /// No answer within the client's timeout.
+    #[error("timed out")]
+    Timeout,
+    /// The connection failed or broke.
+    #[error("transport error: {0}")]
+    Transport(String),
+    /// An answer that could not be understood, or a 4xx that retrying cannot fix.
+    #[error("bad response: {0}")]
+    BadResponse(String),
+}
+
+impl LlmError {
+    /// Whether retrying the same request can succeed (429 rate limits, 5xx, timeouts, transport
+    /// errors: the set openai-python retries).
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            LlmError::Throttled { .. }
+                | LlmError::Server { .. }
+                | LlmError::Timeout
+                | LlmError::Transport(_)
+        )
+    }
+
+    /// The server's retry hint, if it gave one.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self {
+            LlmError::Throttled { retry_after, .. } | LlmError::Server { retry_after, .. } => {
+                *retry_after
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether this is a rate-limit refusal.
+    pub fn is_throttle(&self) -> bool {
+        matches!(self, LlmError::Throttled { .. })
+    }
+}
+
+/// Something that answers chat completions: the simulated provider, or an HTTP endpoint.
+pub trait LlmBackend: Send + Sync {
+    /// Sends one request and waits for its answer.
+    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>>;
+
+    /// The provider's own totals, when the backend can see them (the simulated one can).
+    fn provider_stats(&self) -> Option<ProviderStats> {
+        None
+    }
+}
+
+/// The provider model behind a lock, answering in tokio time (virtual in simulated runs).
+#[derive(Debug)]
+pub struct SimBackend {
+    provider: Mutex<Provider>,
+    start: Instant,
+    timeout: Duration,
+}
+
+impl SimBackend {
+    /// A backend whose provider's time zero is `start`; calls give up after `timeout`.
+    pub fn new(config: ProviderConfig, start: Instant, timeout: Duration) -> Self {
+        Self {
+            provider: Mutex::new(Provider::new(config)),
+            start,
+            timeout,
+        }
+    }
+
+    fn decide(&self, req: &ChatRequest) -> Admission {
+        let now = Instant::now().saturating_duration_since(self.start);
+        self.provider
+            .lock()
+            .expect("the provider lock is never poisoned: admit does not panic")
+            .admit(now, &req.model_request())
+    }
+}
+
+/// Rounds up to whole milliseconds, as the `retry-after-ms` header carries it.
+pub fn ceil_ms(d: Duration) -> Duration {
+    Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
+}
+
+async fn wait(d: Duration) {
+    if !d.is_zero() {
+        tokio::time::sleep(d).await;
+    }
+}
+
+impl LlmBackend for SimBackend {
+    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+        let decision = self.decide(&req);
+        let timeout = self.timeout;
+        Box::pin(async move {
+            match decision {
+                Admission::Admitted(a) => {
+                    if a.latency > timeout {
+                        wait(timeout).await;
+                        return Err(LlmError::Timeout);
+                    }
+                    wait(a.latency).await;
+                    Ok(ChatResponse {
+                        verdict: a.verdict,
+                        usage: a.usage,
+                        rate_limit: a.headers,
+                    })
+                }
+                Admission::Throttled(t) => {
+                    wait(t.after).await;
+                    Err(LlmError::Throttled {
+                        limit: Some(t.limit),
+                        retry_after: Some(ceil_ms(t.retry_after)),
+                        rate_limit: t.headers,
+                    })
+                }
+                Admission::Failed(f) => match (f.after, f.kind) {
+                    (None, _) => {
+                        wait(timeout).await;
+                        Err(LlmError::Timeout)
+                    }
+                    (
+                        Some(after),
+                        FailureKind::TooLarge {
+                            limit,
+                            limit_value,
+                            requested,
+                        },
+                    ) => {
+                        wait(after).await;
+                        Err(LlmError::TooLarge(format!(
+                            "{limit:?} limit {limit_value}, requested {requested}"
+                        )))
+                    }
+                    (Some(after), kind) => {
+                        wait(after).await;
+                        Err(LlmError::Server {
+                            status: kind.status().unwrap_or(500),
+                            retry_after: None,
+                        })
+                    }
+                },
+            }
+        })
+    }
+
+    fn provider_stats(&self) -> Option<ProviderStats> {
+        Some(
+            self.provider
+                .lock()
+                .expect("the provider lock is never poisoned")
+                .stats(),
+        )
+    }
+}

@@ -1,0 +1,724 @@
+//! [`RunContext`]: everything a strategy sees of a run — files to process, the instrumented LLM
+//! call, the parameter store, cancellation, randomness — and the run's bookkeeping behind it
+//! (file states, the gatekeeper's quotas, the result store, the recorder).
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use mock_llm::rng::{SimRng, derive_seed};
+use tokio::sync::Notify;
+use tokio::task::{AbortHandle, JoinHandle};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::backend::{ChatRequest, ChatResponse, LlmBackend, LlmError};
+use crate::params::ParamStore;
+use crate::recorder::{EventKind, Recorder};
+use crate::results::{ResultStore, Stored};
+use crate::scenario::{CancelTarget, FileId, OverQuota, Quotas, ResultsMode, UserId};
+use crate::workload::Workload;
+
+/// Progress of a run, for a progress bar.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Chunks with a result so far.
+    pub chunks_done: u64,
+    /// All chunks.
+    pub chunks_total: u64,
+    /// Time since the start of the run.
+    pub elapsed: Duration,
+}
+
+/// A callback that receives progress now and then (about 200 times per run).
+pub type ProgressFn = Arc<dyn Fn(Progress) + Send + Sync>;
+
+/// A file handed to the strategy.
+#[derive(Clone, Debug)]
+pub struct FileTask {
+    /// The file.
+    pub id: FileId,
+    /// Its user.
+    pub user: UserId,
+    /// The chunks still to validate (after a crash, those without a stored result).
+    pub chunks: Vec<u32>,
+    /// Cancelled when the file (or its user, or the run) is cancelled.
+    pub cancel: CancellationToken,
+}
+
+/// How a strategy finished with one chunk.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkOutcome {
+    /// The LLM answered: store its verdict.
+    Validated(ChatResponse),
+    /// The strategy gave up on it (retries exhausted, or an error no retry can fix).
+    Failed,
+    /// The strategy dropped it because its file was cancelled.
+    Cancelled,
+}
+
+/// A file's place in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileStatus {
+    /// Not arrived yet.
+    Pending,
+    /// Arrived, waiting for its user's quota.
+    Queued,
+    /// With the orchestrator.
+    Admitted,
+    /// Every chunk has a result.
+    Completed,
+    /// Ended with chunks that could not be validated.
+    Failed,
+    /// Cancelled.
+    Cancelled,
+    /// Refused by the quota.
+    Rejected,
+}
+
+impl FileStatus {
+    /// Whether this is a final state.
+    pub fn is_final(self) -> bool {
+        !matches!(
+            self,
+            FileStatus::Pending | FileStatus::Queued | FileStatus::Admitted
+        )
+    }
+}
+
+#[derive(Debug)]
+struct FileState {
+    status: FileStatus,
+    in_flight: u32,
+    failed_chunks: u32,
+    cancel_at: Option<Duration>,
+    token: Option<CancellationToken>,
+}
+
+/// Counts of files by final state.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FileCounts {
+    /// Completed.
+    pub completed: u64,
+    /// Failed.
+    pub failed: u64,
+    /// Cancelled.
+    pub cancelled: u64,
+    /// Rejected.
+    pub rejected: u64,
+}
+
+/// The run's bookkeeping, behind one lock.
+#[derive(Debug)]
+pub(crate) struct State {
+    workload: Arc<Workload>,
+    files: Vec<FileState>,
+    pub(crate) results: ResultStore,
+    pub(crate) recorder: Recorder,
+    quotas: Quotas,
+    active_per_user: Vec<u32>,
+    waiting_per_user: Vec<VecDeque<FileId>>,
+    admitted_order: Vec<FileId>,
+    queue: VecDeque<FileId>,
+    undecided: u64,
+    pub(crate) counts: FileCounts,
+    pub(crate) last_final: Duration,
+    pub(crate) duplicates: u64,
+    pub(crate) restarts: u32,
+    progress_every: u64,
+    validated: u64,
+    wake: bool,
+    progress_due: bool,
+}
+
+impl State {
+    fn new(workload: Arc<Workload>, quotas: Quotas, mode: ResultsMode) -> Self {
+        let n = workload.files().len();
+        let users = workload.users() as usize;
+        Self {
+            files: (0..n)
+                .map(|_| FileState {
+                    status: FileStatus::Pending,
+                    in_flight: 0,
+                    failed_chunks: 0,
+                    cancel_at: None,
+                    token: None,
+                })
+                .collect(),
+            results: ResultStore::new(mode, n),
+            recorder: Recorder::default(),
+            quotas,
+            active_per_user: vec![0; users],
+            waiting_per_user: vec![VecDeque::new(); users],
+            admitted_order: Vec::new(),
+            queue: VecDeque::new(),
+            undecided: n as u64,
+            counts: FileCounts::default(),
+            last_final: Duration::ZERO,
+            duplicates: 0,
+            restarts: 0,
+            progress_every: (workload.chunks_total() / 200).max(1),
+            validated: 0,
+            wake: false,
+            progress_due: false,
+            workload,
+        }
+    }
+
+    fn file(&mut self, id: FileId) -> &mut FileState {
+        &mut self.files[id.0 as usize]
+    }
+
+    /// A file arrives: the gatekeeper admits, queues or rejects it.
+    pub(crate) fn arrive(&mut self, id: FileId, now: Duration) {
+        if self.file(id).status != FileStatus::Pending {
+            return; // cancelled before it arrived
+        }
+        let user = self.workload.file(id).user;
+        self.recorder.event(
+            now,
+            EventKind::FileArrived,
+            Some(id),
+            Some(user),
+            String::new(),
+        );
+        let active = self.active_per_user[user.0 as usize];
+        match self.quotas.per_user_concurrent_files {
+            Some(q) if active >= q.get() => match self.quotas.over_quota {
+                OverQuota::Queue => {
+                    self.file(id).status = FileStatus::Queued;
+                    self.waiting_per_user[user.0 as usize].push_back(id);
+                    self.recorder.event(
+                        now,
+                        EventKind::FileQueued,
+                        Some(id),
+                        Some(user),
+                        String::new(),
+                    );
+                }
+                OverQuota::Reject => {
+                    self.undecided -= 1;
+                    self.finish(id, FileStatus::Rejected, now);
+                }
+            },
+            _ => self.admit(id, now),
+        }
+    }
+
+    fn admit(&mut self, id: FileId, now: Duration) {
+        let spec = *self.workload.file(id);
+        self.undecided -= 1;
+        self.active_per_user[spec.user.0 as usize] += 1;
+        let f = self.file(id);
+        f.status = FileStatus::Admitted;
+        f.token = Some(CancellationToken::new());
+        self.results.open(id, spec.chunks);
+        self.admitted_order.push(id);
+        self.queue.push_back(id);
+        self.wake = true;
+        self.recorder.event(
+            now,
+            EventKind::FileAdmitted,
+            Some(id),
+            Some(spec.user),
+            String::new(),
+        );
+        if spec.chunks == 0 {
+            self.finish(id, FileStatus::Completed, now);
+        }
+    }
+
+    fn take_task(&mut self) -> Option<FileTask> {
+        while let Some(id) = self.queue.pop_front() {
+            if self.file(id).status != FileStatus::Admitted {
+                continue;
+            }
+            let spec = *self.workload.file(id);
+            let chunks = (0..spec.chunks)
+                .filter(|c| !self.results.has(id, *c))
+                .collect();
+            let cancel = self
+                .file(id)
+                .token
+                .clone()
+                .expect("admitted files have a token");
+            return Some(FileTask {
+                id,
+                user: spec.user,
+                chunks,
+                cancel,
+            });
+        }
+        None
+    }
+
+    /// Whether no file will ever be handed out again.
+    fn feed_closed(&self) -> bool {
+        self.queue.is_empty() && self.undecided == 0
+    }
+
+    fn finish(&mut self, id: FileId, status: FileStatus, now: Duration) {
+        let spec = *self.workload.file(id);
+        let was = self.file(id).status;
+        debug_assert!(!was.is_final(), "a file reaches a final state once");
+        let f = self.file(id);
+        f.status = status;
+        let cancel_at = f.cancel_at;
+        if let Some(t) = f.token.take() {
+            t.cancel(); // nothing more to do for this file
+        }
+        self.results.commit(id);
+        match status {
+            FileStatus::Completed => {
+                self.counts.completed += 1;
+                self.recorder
+                    .file_latency_ms
+                    .saturating_record((now - spec.arrival).as_millis() as u64);
+            }
+            FileStatus::Failed => self.counts.failed += 1,
+            FileStatus::Cancelled => {
+                self.counts.cancelled += 1;
+                if let Some(at) = cancel_at {
+                    self.recorder
+                        .cancel_latency_ms
+                        .saturating_record((now.saturating_sub(at)).as_millis() as u64);
+                }
+            }
+            FileStatus::Rejected => self.counts.rejected += 1,
+            FileStatus::Pending | FileStatus::Queued | FileStatus::Admitted => {
+                unreachable!("finish takes a final state")
+            }
+        }
+        let kind = match status {
+            FileStatus::Completed => EventKind::FileCompleted,
+            FileStatus::Failed => EventKind::FileFailed,
+            FileStatus::Cancelled => EventKind::FileCancelled,
+            _ => EventKind::FileRejected,
+        };
+        self.recorder
+            .event(now, kind, Some(id), Some(spec.user), String::new());
+        self.recorder.file_done(now);
+        self.last_final = self.last_final.max(now);
+        if was == FileStatus::Admitted {
+            let u = spec.user.0 as usize;
+            self.active_per_user[u] -= 1;
+            // The gatekeeper hands the user's next waiting file its slot.
+            while let Some(next) = self.waiting_per_user[u].pop_front() {
+                if self.file(next).status == FileStatus::Queued {
+                    self.admit(next, now);
+                    break;
+                }
+            }
+        }
+    }
+
+    fn maybe_finish(&mut self, id: FileId, now: Duration) {
+        let spec = *self.workload.file(id);
+        let held = self.results.held(id);
+        let f = self.file(id);
+        if f.status != FileStatus::Admitted {
+            return;
+        }
+        if f.cancel_at.is_some() {
+            if f.in_flight == 0 {
+                self.finish(id, FileStatus::Cancelled, now);
+            }
+        } else if held + f.failed_chunks >= spec.chunks {
+            let status = if f.failed_chunks == 0 {
+                FileStatus::Completed
+            } else {
+                FileStatus::Failed
+            };
+            self.finish(id, status, now);
+        }
+    }
+
+    fn chunk_done(&mut self, id: FileId, chunk: u32, outcome: ChunkOutcome, now: Duration) {
+        match outcome {
+            ChunkOutcome::Validated(resp) => {
+                if self.file(id).status != FileStatus::Admitted {
+                    return; // the file already ended: the answer is wasted
+                }
+                match self
+                    .results
+                    .store(id, chunk, resp.verdict, resp.usage.total())
+                {
+                    Stored::New => {
+                        self.recorder.chunk_validated(now);
+                        self.validated += 1;
+                        if self.validated % self.progress_every == 0 {
+                            self.progress_due = true;
+                        }
+                    }
+                    Stored::Duplicate => self.duplicates += 1,
+                }
+            }
+            ChunkOutcome::Failed => self.file(id).failed_chunks += 1,
+            ChunkOutcome::Cancelled => {}
+        }
+        self.maybe_finish(id, now);
+    }
+
+    fn cancel_file(&mut self, id: FileId, now: Duration) {
+        let user = self.workload.file(id).user;
+        match self.file(id).status {
+            FileStatus::Pending | FileStatus::Queued => {
+                self.undecided -= 1;
+                self.file(id).cancel_at = Some(now);
+                self.finish(id, FileStatus::Cancelled, now);
+            }
+            FileStatus::Admitted => {
+                let f = self.file(id);
+                f.cancel_at.get_or_insert(now);
+                if let Some(t) = &f.token {
+                    t.cancel();
+                }
+                self.maybe_finish(id, now);
+            }
+            _ => return,
+        }
+        self.recorder.event(
+            now,
+            EventKind::CancelRequested,
+            Some(id),
+            Some(user),
+            String::new(),
+        );
+        self.wake = true;
+    }
+
+    pub(crate) fn cancel(&mut self, target: CancelTarget, now: Duration) {
+        let ids: Vec<FileId> = match target {
+            CancelTarget::File(f) => vec![f],
+            CancelTarget::User(u) => self
+                .workload
+                .files()
+                .iter()
+                .filter(|f| f.user == u && f.arrival <= now)
+                .map(|f| f.id)
+                .collect(),
+            CancelTarget::Run => self.workload.files().iter().map(|f| f.id).collect(),
+        };
+        for id in ids {
+            self.cancel_file(id, now);
+        }
+    }
+
+    fn call_ended(
+        &mut self,
+        id: FileId,
+        sent: Duration,
+        now: Duration,
+        outcome: Option<Result<u64, bool>>,
+    ) {
+        self.recorder.request_ended(sent, now, outcome);
+        let f = self.file(id);
+        f.in_flight -= 1;
+        if f.cancel_at.is_some() && f.in_flight == 0 {
+            self.maybe_finish(id, now);
+        }
+    }
+
+    pub(crate) fn crash(&mut self, now: Duration) {
+        self.results.crash();
+        self.restarts += 1;
+        self.recorder
+            .event(now, EventKind::Crashed, None, None, String::new());
+    }
+
+    pub(crate) fn restart(&mut self, now: Duration) {
+        self.queue.clear();
+        for i in 0..self.admitted_order.len() {
+            let id = self.admitted_order[i];
+            let f = self.file(id);
+            if f.status == FileStatus::Admitted {
+                f.failed_chunks = 0;
+                self.queue.push_back(id);
+            }
+        }
+        self.wake = true;
+        self.recorder.event(
+            now,
+            EventKind::Restarted,
+            None,
+            None,
+            format!("{} files to resume", self.queue.len()),
+        );
+        let ids: Vec<FileId> = self.queue.iter().copied().collect();
+        for id in ids {
+            self.maybe_finish(id, now); // at-end files whose every result is staged-and-lost are not done
+        }
+    }
+
+    /// Files still with the orchestrator when it stopped for good end as failed.
+    pub(crate) fn abandon_unfinished(&mut self, now: Duration) -> u64 {
+        let mut n = 0;
+        for i in 0..self.files.len() {
+            let id = FileId(i as u32);
+            match self.file(id).status {
+                FileStatus::Admitted => {
+                    self.finish(id, FileStatus::Failed, now);
+                    n += 1;
+                }
+                FileStatus::Pending | FileStatus::Queued => n += 1,
+                _ => {}
+            }
+        }
+        n
+    }
+
+    pub(crate) fn unfinished(&self) -> u64 {
+        self.files.iter().filter(|f| !f.status.is_final()).count() as u64
+    }
+
+    /// The status of a file.
+    pub(crate) fn status(&self, id: FileId) -> FileStatus {
+        self.files[id.0 as usize].status
+    }
+}
+
+struct Shared {
+    backend: Arc<dyn LlmBackend>,
+    workload: Arc<Workload>,
+    params: ParamStore,
+    start: Instant,
+    state: Mutex<State>,
+    feed: Notify,
+    rng: Mutex<SimRng>,
+    tasks: Mutex<Vec<AbortHandle>>,
+    progress: Option<ProgressFn>,
+}
+
+/// What a strategy sees of a run. Cheap to clone (one `Arc`).
+#[derive(Clone)]
+pub struct RunContext {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for RunContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunContext")
+            .field("elapsed", &self.now())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Ends the bookkeeping of a call whose future was dropped (cancelled, or aborted by a crash).
+struct CallGuard<'a> {
+    ctx: &'a RunContext,
+    file: FileId,
+    sent: Duration,
+    armed: bool,
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        if self.armed {
+            let now = self.ctx.now();
+            self.ctx.lock().call_ended(self.file, self.sent, now, None);
+        }
+    }
+}
+
+impl RunContext {
+    /// A context for one run. `start` is the run's time zero.
+    pub(crate) fn new(
+        backend: Arc<dyn LlmBackend>,
+        workload: Arc<Workload>,
+        params: ParamStore,
+        quotas: Quotas,
+        mode: ResultsMode,
+        seed: u64,
+        start: Instant,
+        progress: Option<ProgressFn>,
+    ) -> Self {
+        let state = State::new(workload.clone(), quotas, mode);
+        RunContext {
+            shared: Arc::new(Shared {
+                backend,
+                workload,
+                params,
+                start,
+                state: Mutex::new(state),
+                feed: Notify::new(),
+                rng: Mutex::new(SimRng::new(derive_seed(seed, "strategy"))),
+                tasks: Mutex::new(Vec::new()),
+                progress,
+            }),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock is a bug elsewhere; the state is still consistent enough
+        // to report, so poisoning is ignored.
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Runs `f` on the state, then wakes the feed and reports progress if `f` made that due.
+    pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        let (out, wake, progress) = {
+            let mut st = self.lock();
+            let out = f(&mut st);
+            let wake = std::mem::take(&mut st.wake);
+            let progress = std::mem::take(&mut st.progress_due).then(|| Progress {
+                chunks_done: st.validated,
+                chunks_total: self.shared.workload.chunks_total(),
+                elapsed: self.now(),
+            });
+            (out, wake, progress)
+        };
+        if wake {
+            self.shared.feed.notify_waiters();
+        }
+        if let (Some(p), Some(cb)) = (progress, &self.shared.progress) {
+            cb(p);
+        }
+        out
+    }
+
+    /// Time since the run started (virtual in simulated runs).
+    pub fn now(&self) -> Duration {
+        Instant::now().saturating_duration_since(self.shared.start)
+    }
+
+    /// The run's time zero.
+    pub fn start(&self) -> Instant {
+        self.shared.start
+    }
+
+    /// The parameter store.
+    pub fn params(&self) -> &ParamStore {
+        &self.shared.params
+    }
+
+    /// The workload.
+    pub fn workload(&self) -> &Workload {
+        &self.shared.workload
+    }
+
+    /// The next file to process, in admission order; `None` once no file will ever come again
+    /// (every file has arrived and was admitted, rejected or cancelled).
+    pub async fn next_file(&self) -> Option<FileTask> {
+        loop {
+            let notified = self.shared.feed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut st = self.lock();
+                if let Some(task) = st.take_task() {
+                    return Some(task);
+                }
+                if st.feed_closed() {
+                    return None;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The request for chunk `chunk` of `file`, attempt `attempt` (0 for the first).
+    pub fn request(&self, file: FileId, chunk: u32, attempt: u32) -> ChatRequest {
+        let spec = self.shared.workload.chunk(file, chunk);
+        ChatRequest {
+            file,
+            chunk,
+            attempt,
+            prompt_tokens: spec.prompt_tokens,
+            max_tokens: spec.max_tokens,
+            completion_tokens: spec.completion_tokens,
+            key: spec.key,
+        }
+    }
+
+    /// Sends one LLM request, recording it. Dropping the future mid-call (cancellation) is
+    /// recorded as the call ending then.
+    pub async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
+        let sent = self.now();
+        {
+            let mut st = self.lock();
+            st.recorder.request_sent(sent, req.attempt);
+            st.file(req.file).in_flight += 1;
+        }
+        let mut guard = CallGuard {
+            ctx: self,
+            file: req.file,
+            sent,
+            armed: true,
+        };
+        let result = self.shared.backend.complete(req).await;
+        guard.armed = false;
+        let now = self.now();
+        let outcome = match &result {
+            Ok(r) => Ok(r.usage.total()),
+            Err(e) => Err(e.is_throttle()),
+        };
+        self.with_state(|st| st.call_ended(req.file, sent, now, Some(outcome)));
+        result
+    }
+
+    /// Reports how the strategy finished with a chunk. Call it once per chunk handed out.
+    pub fn chunk_done(&self, file: FileId, chunk: u32, outcome: ChunkOutcome) {
+        let now = self.now();
+        self.with_state(|st| st.chunk_done(file, chunk, outcome, now));
+    }
+
+    /// Whether a file has reached a final state (completed, failed, cancelled, rejected).
+    pub fn is_final(&self, file: FileId) -> bool {
+        self.lock().status(file).is_final()
+    }
+
+    /// Spawns a task that belongs to this run: a crash aborts it.
+    pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        let handle = tokio::spawn(fut);
+        let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
+        if tasks.len() >= 64 && tasks.len().is_power_of_two() {
+            tasks.retain(|t| !t.is_finished());
+        }
+        tasks.push(handle.abort_handle());
+        handle
+    }
+
+    /// Aborts every task spawned with [`RunContext::spawn`] and waits until they are gone.
+    pub(crate) async fn abort_tasks(&self) {
+        let tasks =
+            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in &tasks {
+            t.abort();
+        }
+        while tasks.iter().any(|t| !t.is_finished()) {
+            tokio::task::yield_now().await;
+        }
+    }
+
+    /// A uniform draw in `[0, 1)` from the run's seeded generator.
+    pub fn random_f64(&self) -> f64 {
+        self.shared
+            .rng
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .next_f64()
+    }
+
+    /// Records the strategy's concurrency limit (shown in the time series).
+    pub fn set_concurrency_limit(&self, limit: u32) {
+        let now = self.now();
+        self.lock().recorder.set_limit(now, limit);
+    }
+
+    /// Adds a note to the run's event log.
+    pub fn note(&self, text: impl Into<String>) {
+        let now = self.now();
+        self.lock()
+            .recorder
+            .event(now, EventKind::Note, None, None, text.into());
+    }
+
+    pub(crate) fn backend(&self) -> &Arc<dyn LlmBackend> {
+        &self.shared.backend
+    }
+}

@@ -1,0 +1,256 @@
+//! Runs one strategy through one scenario: builds the run (workload, provider, context), drives
+//! arrivals and the timeline, restarts the strategy after crashes, and turns the bookkeeping into a
+//! [`RunReport`].
+//!
+//! [`simulate`] does it in virtual time: a current-thread tokio runtime with paused time, where the
+//! clock jumps to the next timer whenever every task waits. [`execute`] is the clock-agnostic core,
+//! also used for live runs.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio::time::Instant;
+
+use crate::backend::{LlmBackend, SimBackend};
+use crate::bound::ideal_makespan;
+use crate::context::{ProgressFn, RunContext};
+use crate::error::SimError;
+use crate::params::ParamStore;
+use crate::recorder::EventKind;
+use crate::report::{Mode, Percentiles, RunReport, Summary, buckets, round6};
+use crate::scenario::{Action, CrashSpec, Scenario};
+use crate::workload::Workload;
+
+/// A strategy, as the engine sees it: called with a context, once at the start and again after
+/// each crash, it processes files until the feed closes.
+pub type StrategyFn<'a> = dyn Fn(RunContext) -> Pin<Box<dyn Future<Output = ()> + 'a>> + 'a;
+
+/// Options of one run.
+#[derive(Clone, Default)]
+pub struct RunOptions {
+    /// Called with progress now and then.
+    pub progress: Option<ProgressFn>,
+}
+
+impl std::fmt::Debug for RunOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunOptions")
+            .field("progress", &self.progress.is_some())
+            .finish()
+    }
+}
+
+/// Runs `strategy` through `scenario` in simulated time.
+pub fn simulate(
+    scenario: &Scenario,
+    name: &str,
+    strategy: &StrategyFn<'_>,
+    opts: &RunOptions,
+) -> Result<RunReport, SimError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .map_err(SimError::Runtime)?;
+    rt.block_on(async {
+        let start = Instant::now();
+        let backend = Arc::new(SimBackend::new(
+            scenario.provider_config(),
+            start,
+            scenario.client.request_timeout.0,
+        ));
+        execute(
+            scenario,
+            name,
+            Mode::Simulated,
+            backend,
+            start,
+            strategy,
+            opts,
+        )
+        .await
+    })
+}
+
+/// Runs `strategy` through `scenario` against `backend`, on whatever clock the runtime has.
+pub async fn execute(
+    scenario: &Scenario,
+    name: &str,
+    mode: Mode,
+    backend: Arc<dyn LlmBackend>,
+    start: Instant,
+    strategy: &StrategyFn<'_>,
+    opts: &RunOptions,
+) -> Result<RunReport, SimError> {
+    let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
+    let ctx = RunContext::new(
+        backend,
+        workload.clone(),
+        ParamStore::new(scenario.params),
+        scenario.quotas,
+        scenario.results,
+        scenario.seed,
+        start,
+        opts.progress.clone(),
+    );
+    let (crash_tx, crash_rx) = mpsc::unbounded_channel();
+    let mut background = JoinSet::new();
+    background.spawn(arrivals(ctx.clone()));
+    background.spawn(timeline(ctx.clone(), scenario.clone(), crash_tx));
+    let limit = scenario.time_limit.0;
+    let finished = tokio::time::timeout(limit, drive(&ctx, strategy, crash_rx)).await;
+    background.abort_all();
+    ctx.abort_tasks().await;
+    if finished.is_err() {
+        return Err(SimError::TimeLimit {
+            limit,
+            unfinished: ctx.lock().unfinished(),
+        });
+    }
+    let now = ctx.now();
+    ctx.lock().abandon_unfinished(now);
+    Ok(report(scenario, name, mode, &ctx, &workload))
+}
+
+/// Runs the strategy; on a crash, drops it (and aborts its tasks), waits, and starts it again.
+async fn drive(
+    ctx: &RunContext,
+    strategy: &StrategyFn<'_>,
+    mut crashes: mpsc::UnboundedReceiver<CrashSpec>,
+) {
+    loop {
+        let mut run = strategy(ctx.clone());
+        let crash = tokio::select! {
+            biased;
+            Some(spec) = crashes.recv() => spec,
+            () = &mut run => return,
+        };
+        drop(run);
+        let now = ctx.now();
+        ctx.lock().crash(now);
+        ctx.abort_tasks().await;
+        tokio::time::sleep(crash.restart_after.0).await;
+        let now = ctx.now();
+        ctx.with_state(|st| st.restart(now));
+    }
+}
+
+async fn arrivals(ctx: RunContext) {
+    let start = ctx.start();
+    let files: Vec<_> = ctx
+        .workload()
+        .files()
+        .iter()
+        .map(|f| (f.id, f.arrival))
+        .collect();
+    for (id, at) in files {
+        tokio::time::sleep_until(start + at).await;
+        let now = ctx.now();
+        ctx.with_state(|st| st.arrive(id, now));
+    }
+}
+
+async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedSender<CrashSpec>) {
+    let start = ctx.start();
+    for e in scenario.events() {
+        tokio::time::sleep_until(start + e.at.0).await;
+        let now = ctx.now();
+        match e.action {
+            Action::Set(update) => {
+                ctx.params().set(&update);
+                let detail = serde_json::to_string(&update).unwrap_or_default();
+                ctx.lock()
+                    .recorder
+                    .event(now, EventKind::ParamsChanged, None, None, detail);
+            }
+            Action::Outage(o) => {
+                let detail = format!("status {} for {:?}", o.status, o.duration.0);
+                ctx.lock()
+                    .recorder
+                    .event(now, EventKind::OutageStarted, None, None, detail);
+            }
+            Action::Limits(l) => {
+                let detail = format!("tpm {:?}, rpm {:?}", l.tpm, l.rpm);
+                ctx.lock()
+                    .recorder
+                    .event(now, EventKind::LimitsChanged, None, None, detail);
+            }
+            Action::Cancel(target) => ctx.with_state(|st| st.cancel(target, now)),
+            Action::Crash(spec) => {
+                // The receiver is gone only when the run already ended.
+                let _ = crashes.send(spec);
+            }
+        }
+    }
+}
+
+fn report(
+    scenario: &Scenario,
+    name: &str,
+    mode: Mode,
+    ctx: &RunContext,
+    workload: &Workload,
+) -> RunReport {
+    let provider_stats = ctx.backend().provider_stats();
+    let mut st = ctx.lock();
+    let makespan = st.last_final;
+    let provider = scenario.provider_config();
+    let ideal = ideal_makespan(workload, &provider, &st.results);
+    let used = st.results.committed_tokens();
+    let billed = provider_stats.map_or(st.recorder.tokens_answered, |s| s.tokens_billed);
+    let makespan_s = makespan.as_secs_f64();
+    let rec = &st.recorder;
+    let summary = Summary {
+        makespan_s: round6(makespan_s),
+        files_total: workload.files().len() as u64,
+        files_completed: st.counts.completed,
+        files_failed: st.counts.failed,
+        files_rejected: st.counts.rejected,
+        files_cancelled: st.counts.cancelled,
+        chunks_total: workload.chunks_total(),
+        chunks_validated: st.results.committed_total(),
+        chunks_invalid: st.results.invalid_total(),
+        llm_requests: rec.requests,
+        llm_throttled: rec.throttled,
+        llm_errors: rec.errors,
+        retries: rec.retries,
+        tokens_billed: billed,
+        tokens_wasted: billed.saturating_sub(used),
+        throughput_tokens_per_min: if makespan_s > 0.0 {
+            round6(used as f64 * 60.0 / makespan_s)
+        } else {
+            0.0
+        },
+        tpm_limit: scenario.provider.tpm.map(|t| t.get()),
+        ideal_makespan_s: round6(ideal.as_secs_f64()),
+        efficiency: if makespan_s > 0.0 {
+            round6(ideal.as_secs_f64() / makespan_s)
+        } else {
+            1.0
+        },
+        latency_ms: Percentiles::of(&rec.llm_latency_us, 1000.0),
+        file_latency_s: Percentiles::of(&rec.file_latency_ms, 1000.0),
+        cancel_latency_s: (!rec.cancel_latency_ms.is_empty())
+            .then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
+        duplicate_results: st.duplicates,
+        results_digest: format!("{:016x}", st.results.digest()),
+        restarts: st.restarts,
+        wall_time_s: 0.0,
+    };
+    let latency_histogram_ms = buckets(&rec.llm_latency_us, 1000.0);
+    let file_latency_histogram_s = buckets(&rec.file_latency_ms, 1000.0);
+    let timeseries = st.recorder.series_until(makespan);
+    RunReport {
+        strategy: name.to_owned(),
+        mode,
+        summary,
+        latency_histogram_ms,
+        file_latency_histogram_s,
+        timeseries,
+        events: std::mem::take(&mut st.recorder.events),
+        events_dropped: st.recorder.events_dropped,
+    }
+}

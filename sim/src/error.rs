@@ -1,0 +1,42 @@
+//! The errors of the engine.
+
+use std::time::Duration;
+
+/// Everything that can go wrong loading a scenario or running a simulation.
+#[derive(Debug, thiserror::Error)]
+pub enum SimError {
+    /// The scenario text is not valid: the message names the key and the line.
+    #[error("{origin}: {message}")]
+    Scenario {
+        /// Where the scenario came from (a path, or `built-in NAME`).
+        origin: String,
+        /// What is wrong, and where.
+        message: String,
+    },
+    /// The scenario file could not be read.
+    #[error("cannot read scenario {path}: {source}")]
+    Read {
+        /// The path.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The run did not finish within the scenario's simulated-time limit.
+    #[error(
+        "the run did not finish within its time limit of {limit:?} (simulated): {unfinished} files \
+         unfinished; raise `time_limit` in the scenario if the workload really needs longer"
+    )]
+    TimeLimit {
+        /// The limit.
+        limit: Duration,
+        /// Files not in a final state.
+        unfinished: u64,
+    },
+    /// A strategy's configuration was rejected.
+    #[error("{0}")]
+    Strategy(String),
+    /// The runtime could not be built.
+    #[error("cannot start the runtime: {0}")]
+    Runtime(#[source] std::io::Error),
+}

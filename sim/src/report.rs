@@ -1,0 +1,213 @@
+//! The report: what a run produced, as data. Everything downstream (tables, files, comparisons,
+//! regression checks) is a function of these types.
+//!
+//! The format of `report.json` is pinned: later versions add fields, never rename them.
+
+use serde::{Deserialize, Serialize};
+
+use crate::params::Params;
+use crate::recorder::{Event, SecondRow};
+use crate::scenario::{Action, ResultsMode};
+
+/// The version of the `report.json` format.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole `report.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ReportFile {
+    /// [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// What was run.
+    pub scenario: ScenarioInfo,
+    /// One entry per strategy run.
+    pub runs: Vec<RunReport>,
+}
+
+/// The scenario, as a report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScenarioInfo {
+    /// Its name.
+    pub name: String,
+    /// Its description.
+    pub description: String,
+    /// The seed used.
+    pub seed: u64,
+    /// Number of files.
+    pub files: u32,
+    /// Number of users.
+    pub users: u32,
+    /// Total chunks.
+    pub chunks_total: u64,
+    /// The provider's model.
+    pub model: String,
+    /// The limiter profile (`openai`, `azure`).
+    pub profile: String,
+    /// TPM limit at the start (null: none).
+    pub tpm: Option<u64>,
+    /// RPM limit at the start (null: none).
+    pub rpm: Option<u64>,
+    /// `max_tokens` of every request.
+    pub max_tokens: u32,
+    /// When results are stored.
+    pub results: ResultsMode,
+    /// The parameter store's initial values.
+    pub params: Params,
+    /// The timeline.
+    pub timeline: Vec<TimelineInfo>,
+}
+
+/// A timeline entry, as a report shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TimelineInfo {
+    /// Seconds from the start.
+    pub at_s: f64,
+    /// What happens.
+    pub action: serde_json::Value,
+}
+
+impl TimelineInfo {
+    /// From a parsed entry.
+    pub fn new(at: std::time::Duration, action: &Action) -> Self {
+        Self {
+            at_s: at.as_secs_f64(),
+            action: serde_json::to_value(action).expect("timeline actions always serialize"),
+        }
+    }
+}
+
+/// How a run was executed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// In virtual time, in-process.
+    Simulated,
+    /// In real time, over HTTP.
+    Live,
+}
+
+/// One strategy's run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunReport {
+    /// The strategy's name.
+    pub strategy: String,
+    /// Simulated or live.
+    pub mode: Mode,
+    /// The figures.
+    pub summary: Summary,
+    /// LLM call latency distribution: `[milliseconds, count]` per histogram bucket.
+    pub latency_histogram_ms: Vec<(f64, u64)>,
+    /// File latency distribution: `[seconds, count]` per histogram bucket.
+    pub file_latency_histogram_s: Vec<(f64, u64)>,
+    /// One row per second.
+    pub timeseries: Vec<SecondRow>,
+    /// The event log (bounded).
+    pub events: Vec<Event>,
+    /// Events not kept in the log.
+    pub events_dropped: u64,
+}
+
+/// The headline figures of a run. See README.md ("Report fields") for each.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Time from the start until the last file reached a final state, in seconds.
+    pub makespan_s: f64,
+    /// Files in the workload.
+    pub files_total: u64,
+    /// Files whose every chunk has a result.
+    pub files_completed: u64,
+    /// Files that ended with chunks that could not be validated.
+    pub files_failed: u64,
+    /// Files refused by the quota.
+    pub files_rejected: u64,
+    /// Files cancelled.
+    pub files_cancelled: u64,
+    /// Chunks in the workload.
+    pub chunks_total: u64,
+    /// Chunks with a result in the result store at the end.
+    pub chunks_validated: u64,
+    /// Of those, found invalid by the validator.
+    pub chunks_invalid: u64,
+    /// LLM requests sent.
+    pub llm_requests: u64,
+    /// Requests refused with 429.
+    pub llm_throttled: u64,
+    /// Requests failed otherwise (5xx, timeouts, too large).
+    pub llm_errors: u64,
+    /// Requests that were retries.
+    pub retries: u64,
+    /// Tokens billed by the provider (prompt + completion of every answered request).
+    pub tokens_billed: u64,
+    /// Billed tokens whose result was not kept (duplicates, cancelled or crashed work, lost
+    /// at-end results).
+    pub tokens_wasted: u64,
+    /// Tokens of the results kept, per minute of makespan.
+    pub throughput_tokens_per_min: f64,
+    /// TPM limit at the start (null: none).
+    pub tpm_limit: Option<u64>,
+    /// A lower bound on the makespan of the work this run completed that no strategy can beat
+    /// (see `sim::bound`).
+    pub ideal_makespan_s: f64,
+    /// `ideal_makespan_s / makespan_s`, at most 1.
+    pub efficiency: f64,
+    /// Latency of successful LLM calls, in ms (429s are not latency samples).
+    pub latency_ms: Percentiles,
+    /// Arrival-to-completion time of completed files, in seconds.
+    pub file_latency_s: Percentiles,
+    /// Cancellation request to the file's last LLM call ended, in seconds (null: no cancellation).
+    pub cancel_latency_s: Option<Percentiles>,
+    /// Results that arrived for a chunk already stored.
+    pub duplicate_results: u64,
+    /// A digest of every stored result (hex): runs that stored the same verdicts for the same
+    /// chunks have the same digest, whatever the strategy.
+    pub results_digest: String,
+    /// Orchestrator restarts after crashes.
+    pub restarts: u32,
+    /// Wall-clock time the run took, in seconds (the only field that varies between identical runs).
+    pub wall_time_s: f64,
+}
+
+/// Percentiles of a distribution.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Percentiles {
+    /// Median.
+    pub p50: f64,
+    /// 90th percentile.
+    pub p90: f64,
+    /// 99th percentile.
+    pub p99: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Percentiles {
+    /// From a histogram, with values divided by `scale`.
+    pub fn of(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let q = |p: f64| round6(h.value_at_quantile(p) as f64 / scale);
+        Self {
+            p50: q(0.5),
+            p90: q(0.9),
+            p99: q(0.99),
+            max: round6(h.max() as f64 / scale),
+        }
+    }
+}
+
+/// Histogram buckets as `(value / scale, count)` pairs.
+pub fn buckets(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Vec<(f64, u64)> {
+    h.iter_recorded()
+        .map(|v| {
+            (
+                round6(v.value_iterated_to() as f64 / scale),
+                v.count_since_last_iteration(),
+            )
+        })
+        .collect()
+}
+
+/// Rounds to 6 decimals, so that reports carry no float noise.
+pub fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
+}

@@ -1,0 +1,559 @@
+//! Scenario files: what to run, against what, and what happens during the run.
+//!
+//! Parsing is strict and all-or-nothing: [`Scenario::parse`] either returns a complete, validated
+//! scenario or an error naming the key and the line; there is no partially loaded state.
+
+use std::collections::BTreeMap;
+use std::num::{NonZeroU32, NonZeroU64};
+use std::path::Path;
+use std::time::Duration;
+
+use mock_llm::config::{LimitChange, Outage, ProviderConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::dist::Dist;
+use crate::error::SimError;
+use crate::params::{ParamUpdate, Params};
+
+/// A whole scenario. See README.md ("Scenario reference") for every key.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Short name, used in report titles and output folders.
+    pub name: String,
+    /// One or two sentences on what the scenario shows. Default empty.
+    #[serde(default)]
+    pub description: String,
+    /// The run's seed; `--seed` overrides it. Default 42.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// Simulated time after which a run is abandoned as stuck. Default `"48h"`.
+    #[serde(default = "default_time_limit")]
+    pub time_limit: Dur,
+    /// When chunk results are stored: `incremental` (default) or `at-end` (per file).
+    #[serde(default)]
+    pub results: ResultsMode,
+    /// The work.
+    pub workload: WorkloadConfig,
+    /// The LLM provider's limits, latency and faults.
+    #[serde(default)]
+    pub provider: ProviderConfig,
+    /// The client's settings.
+    #[serde(default)]
+    pub client: ClientConfig,
+    /// The gatekeeper's per-user quotas.
+    #[serde(default)]
+    pub quotas: Quotas,
+    /// The parameter store's initial values.
+    #[serde(default)]
+    pub params: Params,
+    /// Things that happen during the run.
+    #[serde(default)]
+    pub timeline: Vec<toml::Spanned<TimelineEntry>>,
+    /// Per-strategy settings, `[strategies.NAME]`, read by each strategy.
+    #[serde(default)]
+    pub strategies: BTreeMap<String, toml::Spanned<toml::Table>>,
+    /// The scenario's source text and origin, kept to turn spans into line numbers.
+    #[serde(skip)]
+    pub source: Source,
+}
+
+/// Where a scenario came from, and its text.
+#[derive(Clone, Debug, Default)]
+pub struct Source {
+    /// A path, or `built-in NAME`.
+    pub origin: String,
+    /// The TOML text.
+    pub text: String,
+}
+
+impl Source {
+    /// The 1-based line of a byte offset.
+    pub fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())]
+            .bytes()
+            .filter(|b| *b == b'\n')
+            .count()
+            + 1
+    }
+
+    /// An error about the value at `span`, naming its line.
+    pub fn error_at(
+        &self,
+        span: std::ops::Range<usize>,
+        message: impl std::fmt::Display,
+    ) -> SimError {
+        SimError::Scenario {
+            origin: self.origin.clone(),
+            message: format!("line {}: {message}", self.line_of(span.start)),
+        }
+    }
+}
+
+fn default_seed() -> u64 {
+    42
+}
+fn default_time_limit() -> Dur {
+    Dur(Duration::from_secs(48 * 3600))
+}
+
+impl Scenario {
+    /// Parses and validates a scenario. `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Scenario, SimError> {
+        let mut s: Scenario = toml::from_str(text).map_err(|e| SimError::Scenario {
+            origin: origin.to_owned(),
+            message: e.to_string().trim_end().to_owned(),
+        })?;
+        s.source = Source {
+            origin: origin.to_owned(),
+            text: text.to_owned(),
+        };
+        s.validate()?;
+        Ok(s)
+    }
+
+    /// Reads and parses a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, SimError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SimError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Scenario::parse(&text, &path.display().to_string())
+    }
+
+    fn validate(&self) -> Result<(), SimError> {
+        let users = self.workload.users.get();
+        let files = self.workload.files;
+        for entry in &self.timeline {
+            if let Action::Cancel(c) = &entry.get_ref().action {
+                match c {
+                    CancelTarget::User(u) if u.0 >= users => {
+                        return Err(self.source.error_at(
+                            entry.span(),
+                            format!("timeline: cancel names {u}, but the workload has only {users} users (user-1 to user-{users})"),
+                        ));
+                    }
+                    CancelTarget::File(f) if f.0 >= files => {
+                        return Err(self.source.error_at(
+                            entry.span(),
+                            format!("timeline: cancel names {f}, but the workload has only {files} files (file-1 to file-{files})"),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The timeline in time order (stable for equal times: file order).
+    pub fn events(&self) -> Vec<TimelineEntry> {
+        let mut v: Vec<TimelineEntry> = self.timeline.iter().map(|e| e.get_ref().clone()).collect();
+        v.sort_by_key(|e| e.at.0);
+        v
+    }
+
+    /// The provider configuration with the run's seed and the timeline's outages and limit changes.
+    pub fn provider_config(&self) -> ProviderConfig {
+        let mut p = self.provider.clone();
+        p.seed = mock_llm::rng::derive_seed(self.seed, "provider");
+        for e in self.events() {
+            match e.action {
+                Action::Outage(o) => p.schedule.outages.push(Outage {
+                    start: e.at.0,
+                    end: e.at.0 + o.duration.0,
+                    status: o.status,
+                }),
+                Action::Limits(l) => p.schedule.limit_changes.push(LimitChange {
+                    at: e.at.0,
+                    tpm: l.tpm,
+                    rpm: l.rpm,
+                }),
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Settings for the strategy `name`, with the line they start on, if the scenario has them.
+    pub fn strategy_table(&self, name: &str) -> Option<(&toml::Table, usize)> {
+        self.strategies
+            .get(name)
+            .map(|t| (t.get_ref(), self.source.line_of(t.span().start)))
+    }
+}
+
+/// A duration written as text: `"90s"`, `"10m"`, `"1h30m"`, `"250ms"`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Dur(pub Duration);
+
+impl TryFrom<String> for Dur {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
+            format!(
+                "`{s}` is not a duration ({e}); write e.g. \"90s\", \"10m\", \"1h30m\", \"250ms\""
+            )
+        })
+    }
+}
+
+impl From<Dur> for String {
+    fn from(d: Dur) -> String {
+        humantime::format_duration(d.0).to_string()
+    }
+}
+
+/// When chunk results reach the result store.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultsMode {
+    /// Each chunk's result is stored as soon as it arrives, so a crashed run resumes from the last
+    /// successful validation.
+    #[default]
+    Incremental,
+    /// A file's results are stored together when the file ends; a crash loses them.
+    AtEnd,
+}
+
+/// The files and chunks to validate.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WorkloadConfig {
+    /// Number of files.
+    pub files: u32,
+    /// Number of users uploading them (files are spread uniformly at random). Default 1.
+    #[serde(default = "one")]
+    pub users: NonZeroU32,
+    /// Chunks per file.
+    pub chunks_per_file: Dist,
+    /// Prompt tokens per chunk.
+    pub prompt_tokens: Dist,
+    /// Tokens the model writes per chunk (cut at `max_tokens`).
+    pub completion_tokens: Dist,
+    /// The `max_tokens` of every request.
+    pub max_tokens: NonZeroU32,
+    /// When files arrive. Default all at once.
+    #[serde(default)]
+    pub arrival: Arrival,
+}
+
+fn one() -> NonZeroU32 {
+    NonZeroU32::MIN
+}
+
+/// When files arrive.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum Arrival {
+    /// Every file at time zero.
+    #[default]
+    AllAtOnce,
+    /// A Poisson process with `per_minute` files per minute on average.
+    Poisson {
+        /// Mean arrival rate.
+        per_minute: Rate,
+    },
+    /// Evenly spaced, `per_minute` files per minute.
+    Steady {
+        /// Arrival rate.
+        per_minute: Rate,
+    },
+    /// `size` files at once, every `every`.
+    Bursts {
+        /// Time between bursts.
+        every: Dur,
+        /// Files per burst.
+        size: NonZeroU32,
+    },
+}
+
+/// A strictly positive, finite rate.
+#[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Rate(pub f64);
+
+impl TryFrom<f64> for Rate {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if v.is_finite() && v > 0.0 {
+            Ok(Rate(v))
+        } else {
+            Err(format!("{v} must be a finite number > 0"))
+        }
+    }
+}
+impl From<Rate> for f64 {
+    fn from(r: Rate) -> f64 {
+        r.0
+    }
+}
+
+/// The client's settings (what an HTTP client would be configured with).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientConfig {
+    /// How long a request may take before the client gives up on it. Default `"600s"`,
+    /// openai-python's default timeout.
+    #[serde(default = "default_timeout")]
+    pub request_timeout: Dur,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            request_timeout: default_timeout(),
+        }
+    }
+}
+
+fn default_timeout() -> Dur {
+    Dur(Duration::from_secs(600))
+}
+
+/// The gatekeeper's per-user quotas.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Quotas {
+    /// How many files of one user may be in progress at once. Absent: no limit.
+    #[serde(default)]
+    pub per_user_concurrent_files: Option<NonZeroU32>,
+    /// What happens to a file over quota: `queue` (default; it waits for a slot) or `reject`.
+    #[serde(default)]
+    pub over_quota: OverQuota,
+}
+
+/// What the gatekeeper does with a file over its user's quota.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OverQuota {
+    /// Hold it until one of the user's files ends.
+    #[default]
+    Queue,
+    /// Refuse it (graceful degradation).
+    Reject,
+}
+
+/// A user, shown as `user-1` … `user-N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct UserId(pub u32);
+
+/// A file, shown as `file-1` … `file-N`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct FileId(pub u32);
+
+macro_rules! named_id {
+    ($t:ident, $prefix:literal) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, concat!($prefix, "-{}"), u64::from(self.0) + 1)
+            }
+        }
+        impl TryFrom<String> for $t {
+            type Error = String;
+            fn try_from(s: String) -> Result<Self, String> {
+                s.strip_prefix(concat!($prefix, "-"))
+                    .and_then(|n| n.parse::<u32>().ok())
+                    .filter(|n| *n >= 1)
+                    .map(|n| $t(n - 1))
+                    .ok_or_else(|| {
+                        format!(
+                            concat!(
+                                "`{}` is not a ",
+                                $prefix,
+                                " name: write `",
+                                $prefix,
+                                "-1`, `",
+                                $prefix,
+                                "-2`, …"
+                            ),
+                            s
+                        )
+                    })
+            }
+        }
+        impl From<$t> for String {
+            fn from(id: $t) -> String {
+                id.to_string()
+            }
+        }
+    };
+}
+named_id!(UserId, "user");
+named_id!(FileId, "file");
+
+/// One thing that happens during the run: `at` and exactly one action key.
+#[derive(Clone, Debug, PartialEq, Deserialize)]
+#[serde(try_from = "RawEntry")]
+pub struct TimelineEntry {
+    /// When, from the run's start.
+    pub at: Dur,
+    /// What.
+    pub action: Action,
+}
+
+/// What a timeline entry does.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Action {
+    /// Change parameter-store values: `set = { max-parallelism = 8 }`.
+    Set(ParamUpdate),
+    /// Fail every request for a while: `outage = { for = "2m", status = 503 }`.
+    Outage(OutageSpec),
+    /// Change the provider's limits: `limits = { tpm = 100000, rpm = 300 }`.
+    Limits(LimitsUpdate),
+    /// Cancel a file, a user's files, or the whole run: `cancel = { user = "user-3" }`,
+    /// `{ file = "file-17" }`, `{ run = true }`.
+    Cancel(CancelTarget),
+    /// Crash the orchestrator; it restarts after `restart_after` and resumes from the result store:
+    /// `crash = { restart_after = "30s" }`.
+    Crash(CrashSpec),
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    at: Dur,
+    set: Option<ParamUpdate>,
+    outage: Option<OutageSpec>,
+    limits: Option<LimitsUpdate>,
+    cancel: Option<RawCancel>,
+    crash: Option<CrashSpec>,
+}
+
+impl TryFrom<RawEntry> for TimelineEntry {
+    type Error = String;
+    fn try_from(r: RawEntry) -> Result<Self, String> {
+        let mut actions = vec![];
+        if let Some(s) = r.set {
+            actions.push(Action::Set(s));
+        }
+        if let Some(o) = r.outage {
+            actions.push(Action::Outage(o));
+        }
+        if let Some(l) = r.limits {
+            if l.tpm.is_none() && l.rpm.is_none() {
+                return Err("`limits` must set `tpm`, `rpm` or both".into());
+            }
+            actions.push(Action::Limits(l));
+        }
+        if let Some(c) = r.cancel {
+            actions.push(Action::Cancel(c.try_into()?));
+        }
+        if let Some(c) = r.crash {
+            actions.push(Action::Crash(c));
+        }
+        match actions.len() {
+            1 => Ok(TimelineEntry { at: r.at, action: actions.pop().expect("one action") }),
+            0 => Err("a timeline entry needs one action: `set`, `outage`, `limits`, `cancel` or `crash`".into()),
+            _ => Err("a timeline entry takes exactly one action; split it into several [[timeline]] entries".into()),
+        }
+    }
+}
+
+/// An outage.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OutageSpec {
+    /// How long it lasts.
+    #[serde(rename = "for")]
+    pub duration: Dur,
+    /// The status every request gets. Default 503.
+    #[serde(default = "default_outage_status")]
+    pub status: u16,
+}
+
+fn default_outage_status() -> u16 {
+    503
+}
+
+/// New provider limits.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsUpdate {
+    /// New TPM limit.
+    pub tpm: Option<NonZeroU64>,
+    /// New RPM limit.
+    pub rpm: Option<NonZeroU64>,
+}
+
+/// What a cancellation applies to.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CancelTarget {
+    /// One file (before or after it arrives).
+    File(FileId),
+    /// Every file of a user that has arrived by then.
+    User(UserId),
+    /// Everything: files in progress, queued and yet to arrive.
+    Run,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCancel {
+    file: Option<FileId>,
+    user: Option<UserId>,
+    run: Option<bool>,
+}
+
+impl TryFrom<RawCancel> for CancelTarget {
+    type Error = String;
+    fn try_from(c: RawCancel) -> Result<Self, String> {
+        match (c.file, c.user, c.run) {
+            (Some(f), None, None) => Ok(CancelTarget::File(f)),
+            (None, Some(u), None) => Ok(CancelTarget::User(u)),
+            (None, None, Some(true)) => Ok(CancelTarget::Run),
+            _ => Err("`cancel` takes exactly one of `file = \"file-N\"`, `user = \"user-N\"` or `run = true`".into()),
+        }
+    }
+}
+
+/// An orchestrator crash.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CrashSpec {
+    /// How long until the orchestrator is back. Default `"30s"`.
+    #[serde(default = "default_restart")]
+    pub restart_after: Dur,
+}
+
+fn default_restart() -> Dur {
+    Dur(Duration::from_secs(30))
+}
+
+impl Scenario {
+    /// The scenario as a report shows it.
+    pub fn info(&self) -> crate::report::ScenarioInfo {
+        let workload = crate::workload::Workload::generate(&self.workload, self.seed);
+        let provider = self.provider_config();
+        crate::report::ScenarioInfo {
+            name: self.name.clone(),
+            description: self.description.clone(),
+            seed: self.seed,
+            files: self.workload.files,
+            users: self.workload.users.get(),
+            chunks_total: workload.chunks_total(),
+            model: provider.model.clone(),
+            profile: match provider.profile {
+                mock_llm::Profile::Openai => "openai".into(),
+                mock_llm::Profile::Azure => "azure".into(),
+            },
+            tpm: provider.tpm.map(|t| t.get()),
+            rpm: provider
+                .effective_rpm(provider.tpm, provider.rpm)
+                .map(|r| r.get()),
+            max_tokens: self.workload.max_tokens.get(),
+            results: self.results,
+            params: self.params,
+            timeline: self
+                .events()
+                .iter()
+                .map(|e| crate::report::TimelineInfo::new(e.at.0, &e.action))
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,12 @@
+//! The `orchbench` command line, as a library: every command can run in-process.
+//!
+//! Start at [`cli::execute`]. [`cli::run_scenario`] runs a scenario under strategies and returns
+//! the report; [`builtin`] holds the scenarios embedded in the binary.
+//!
+//! The crates underneath: `mock-llm` (the provider model) ← `sim` (the engine) ← `strategies` ←
+//! `reports` and this CLI.
+
+pub mod builtin;
+pub mod cli;
+
+pub use cli::{Cli, execute, load_scenario, run_scenario};

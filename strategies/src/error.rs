@@ -1,0 +1,26 @@
+//! The errors of the strategies crate.
+
+/// What can go wrong choosing or configuring a strategy.
+#[derive(Debug, thiserror::Error)]
+pub enum StrategyError {
+    /// No strategy has that name.
+    #[error("unknown strategy `{name}`; the strategies are: {known}")]
+    Unknown {
+        /// The name asked for.
+        name: String,
+        /// The names there are.
+        known: String,
+    },
+    /// The `[strategies.NAME]` table is not valid.
+    #[error("{origin}: line {line}: [strategies.{name}]: {message}")]
+    Settings {
+        /// The scenario's origin.
+        origin: String,
+        /// The strategy.
+        name: String,
+        /// The line the table starts on.
+        line: usize,
+        /// What is wrong.
+        message: String,
+    },
+}
