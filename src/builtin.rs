@@ -7,10 +7,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("outage", include_str!("../scenarios/outage.toml")),
     ("cancel", include_str!("../scenarios/cancel.toml")),
     ("tenants", include_str!("../scenarios/tenants.toml")),
-    (
-        "crash-resume",
-        include_str!("../scenarios/crash-resume.toml"),
-    ),
+    ("crash-resume", include_str!("../scenarios/crash-resume.toml")),
     ("azure", include_str!("../scenarios/azure.toml")),
     ("million", include_str!("../scenarios/million.toml")),
 ];

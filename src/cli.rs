@@ -68,8 +68,7 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
         Command::Run(args) => run(&args, out),
         Command::Scenarios => {
             for (name, text) in builtin::BUILTIN {
-                let s = Scenario::parse(text, &format!("built-in {name}"))
-                    .context("a built-in scenario is invalid")?;
+                let s = Scenario::parse(text, &format!("built-in {name}")).context("a built-in scenario is invalid")?;
                 writeln!(out, "{name:<14} {}", s.description)?;
             }
             Ok(0)
@@ -107,11 +106,7 @@ pub fn load_scenario(spec: &str) -> anyhow::Result<Scenario> {
 
 /// Runs `scenario` under the named strategies (all when empty) in simulated time, with an optional
 /// progress bar, and returns the report.
-pub fn run_scenario(
-    scenario: &Scenario,
-    names: &[String],
-    show_progress: bool,
-) -> anyhow::Result<ReportFile> {
+pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) -> anyhow::Result<ReportFile> {
     let list = if names.is_empty() {
         strategies::all(scenario)?
     } else {
@@ -127,14 +122,8 @@ pub fn run_scenario(
             progress: show_progress.then(|| progress_callback(&bar, strategy.name())),
         };
         let started = Instant::now();
-        let mut report =
-            strategies::simulate(strategy.as_ref(), scenario, &opts).with_context(|| {
-                format!(
-                    "strategy `{}` on scenario `{}`",
-                    strategy.name(),
-                    scenario.name
-                )
-            })?;
+        let mut report = strategies::simulate(strategy.as_ref(), scenario, &opts)
+            .with_context(|| format!("strategy `{}` on scenario `{}`", strategy.name(), scenario.name))?;
         bar.finish_and_clear();
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
         runs.push(report);
@@ -156,11 +145,9 @@ fn progress_callback(bar: &ProgressBar, name: &str) -> sim::ProgressFn {
             bar.set_draw_target(ProgressDrawTarget::stderr());
             bar.set_length(p.chunks_total);
             bar.set_style(
-                ProgressStyle::with_template(
-                    "{prefix:>10} [{bar:30}] {pos}/{len} chunks  sim {msg}  {elapsed}",
-                )
-                .expect("the template is valid")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix:>10} [{bar:30}] {pos}/{len} chunks  sim {msg}  {elapsed}")
+                    .expect("the template is valid")
+                    .progress_chars("=> "),
             );
             bar.set_prefix(name.clone());
         }
@@ -199,12 +186,7 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         writeln!(out)?;
         out.write_all(reports::table::comparison(&report).as_bytes())?;
         writeln!(out)?;
-        writeln!(
-            out,
-            "wrote {} and {}",
-            written.json.display(),
-            written.csv.display()
-        )?;
+        writeln!(out, "wrote {} and {}", written.json.display(), written.csv.display())?;
     }
     Ok(0)
 }

@@ -86,11 +86,7 @@ impl Default for ProviderConfig {
 impl ProviderConfig {
     /// The request limit in force under this profile: explicit `rpm`, or with the `azure` profile
     /// 6 RPM per 1,000 TPM (Azure OpenAI quota docs, see REFERENCE.md).
-    pub fn effective_rpm(
-        &self,
-        tpm: Option<NonZeroU64>,
-        rpm: Option<NonZeroU64>,
-    ) -> Option<NonZeroU64> {
+    pub fn effective_rpm(&self, tpm: Option<NonZeroU64>, rpm: Option<NonZeroU64>) -> Option<NonZeroU64> {
         match (self.profile, rpm, tpm) {
             (_, Some(r), _) => Some(r),
             (Profile::Azure, None, Some(t)) => NonZeroU64::new((t.get() * 6 / 1000).max(1)),
@@ -188,9 +184,7 @@ impl Default for LatencyConfig {
 impl LatencyConfig {
     /// The noise-free generation time of a completion of `tokens` tokens.
     pub fn nominal(&self, tokens: u32) -> Duration {
-        Duration::from_secs_f64(
-            (self.base_ms.0 + self.per_output_token_ms.0 * f64::from(tokens)) / 1000.0,
-        )
+        Duration::from_secs_f64((self.base_ms.0 + self.per_output_token_ms.0 * f64::from(tokens)) / 1000.0)
     }
 
     /// The smallest time a generation of `tokens` tokens can take (noise at its −3σ truncation).
@@ -200,10 +194,7 @@ impl LatencyConfig {
 
     /// The generation time of `tokens` tokens for a standard normal draw `z`.
     pub fn with_noise(&self, tokens: u32, z: f64) -> Duration {
-        ms_to_duration(
-            (self.base_ms.0 + self.per_output_token_ms.0 * f64::from(tokens))
-                * self.noise_factor(z),
-        )
+        ms_to_duration((self.base_ms.0 + self.per_output_token_ms.0 * f64::from(tokens)) * self.noise_factor(z))
     }
 
     /// The noise multiplier for a standard normal draw `z` (truncated to ±3).
@@ -282,9 +273,7 @@ impl TryFrom<f64> for Probability {
         if (0.0..=1.0).contains(&v) {
             Ok(Self(v))
         } else {
-            Err(format!(
-                "{v} is not a probability: it must lie between 0 and 1"
-            ))
+            Err(format!("{v} is not a probability: it must lie between 0 and 1"))
         }
     }
 }
@@ -328,9 +317,7 @@ impl TryFrom<u16> for ServerStatus {
         if matches!(v, 500 | 502 | 503 | 504) {
             Ok(Self(v))
         } else {
-            Err(format!(
-                "status {v} is not a server error: use 500, 502, 503 or 504"
-            ))
+            Err(format!("status {v} is not a server error: use 500, 502, 503 or 504"))
         }
     }
 }

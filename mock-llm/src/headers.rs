@@ -32,14 +32,8 @@ impl RateLimitHeaders {
                 out.push((name, v));
             }
         };
-        push(
-            "x-ratelimit-limit-requests",
-            self.limit_requests.map(|v| v.to_string()),
-        );
-        push(
-            "x-ratelimit-limit-tokens",
-            self.limit_tokens.map(|v| v.to_string()),
-        );
+        push("x-ratelimit-limit-requests", self.limit_requests.map(|v| v.to_string()));
+        push("x-ratelimit-limit-tokens", self.limit_tokens.map(|v| v.to_string()));
         push(
             "x-ratelimit-remaining-requests",
             self.remaining_requests.map(|v| v.to_string()),
@@ -48,14 +42,8 @@ impl RateLimitHeaders {
             "x-ratelimit-remaining-tokens",
             self.remaining_tokens.map(|v| v.to_string()),
         );
-        push(
-            "x-ratelimit-reset-requests",
-            self.reset_requests.map(go_duration),
-        );
-        push(
-            "x-ratelimit-reset-tokens",
-            self.reset_tokens.map(go_duration),
-        );
+        push("x-ratelimit-reset-requests", self.reset_requests.map(go_duration));
+        push("x-ratelimit-reset-tokens", self.reset_tokens.map(go_duration));
         out
     }
 }

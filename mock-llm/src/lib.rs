@@ -20,8 +20,5 @@ pub mod verdict;
 pub use config::{LatencyConfig, Profile, ProviderConfig, TpmCharge};
 pub use headers::RateLimitHeaders;
 pub use limiter::LimitKind;
-pub use provider::{
-    Admission, Admitted, Failed, FailureKind, ModelRequest, Provider, ProviderStats, Throttled,
-    Usage,
-};
+pub use provider::{Admission, Admitted, Failed, FailureKind, ModelRequest, Provider, ProviderStats, Throttled, Usage};
 pub use verdict::Verdict;

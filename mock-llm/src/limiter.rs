@@ -10,9 +10,7 @@ use std::time::Duration;
 const NS_PER_MIN: u128 = 60_000_000_000;
 
 /// Which limit a decision is about.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum LimitKind {
     /// Requests per minute.
@@ -93,10 +91,7 @@ impl Bucket {
     /// Time until the bucket is full again.
     pub fn reset(&mut self, now: Duration) -> Duration {
         self.refill(now);
-        ns(div_ceil(
-            self.capacity() - self.level,
-            u128::from(self.limit),
-        ))
+        ns(div_ceil(self.capacity() - self.level, u128::from(self.limit)))
     }
 }
 

@@ -203,8 +203,7 @@ impl Provider {
             Profile::Azure => {
                 // Azure counts TPM per minute, and RPM per 1 s window (rpm/60), or per 10 s window
                 // (rpm/6) when that would round to nothing (Azure OpenAI quota docs).
-                self.tokens =
-                    tpm.map(|t| Limit::Window(Window::new(Duration::from_secs(60), t.get())));
+                self.tokens = tpm.map(|t| Limit::Window(Window::new(Duration::from_secs(60), t.get())));
                 self.requests = rpm.map(|r| {
                     let r = r.get();
                     if r >= 60 {
@@ -227,13 +226,7 @@ impl Provider {
     }
 
     fn apply_schedule(&mut self, now: Duration) {
-        while let Some(change) = self
-            .config
-            .schedule
-            .limit_changes
-            .get(self.next_change)
-            .copied()
-        {
+        while let Some(change) = self.config.schedule.limit_changes.get(self.next_change).copied() {
             if change.at > now {
                 break;
             }
@@ -308,25 +301,15 @@ impl Provider {
                         headers: self.headers(now),
                     });
                 }
-                Some(w) if w > Duration::ZERO && worst.is_none_or(|(d, _)| w > d) => {
-                    worst = Some((w, kind))
-                }
+                Some(w) if w > Duration::ZERO && worst.is_none_or(|(d, _)| w > d) => worst = Some((w, kind)),
                 Some(_) => {}
             }
         }
         if let Some((retry_after, kind)) = worst {
             self.stats.throttled += 1;
             let (limit, requested) = match kind {
-                LimitKind::Requests => (
-                    self.requests
-                        .as_mut()
-                        .expect("a limit that throttled exists"),
-                    1,
-                ),
-                LimitKind::Tokens => (
-                    self.tokens.as_mut().expect("a limit that throttled exists"),
-                    charge,
-                ),
+                LimitKind::Requests => (self.requests.as_mut().expect("a limit that throttled exists"), 1),
+                LimitKind::Tokens => (self.tokens.as_mut().expect("a limit that throttled exists"), charge),
             };
             let limit_value = limit.limit();
             let used = limit_value.saturating_sub(limit.remaining(now));
@@ -460,14 +443,8 @@ mod tests {
     fn tpm_charge_is_prompt_plus_max_tokens_by_default() {
         // 1000 TPM, a request of 300 + 200: two fit in the full bucket, the third does not.
         let mut p = Provider::new(cfg(Some(1000), None));
-        assert!(matches!(
-            p.admit(T0, &req(300, 200)),
-            Admission::Admitted(_)
-        ));
-        assert!(matches!(
-            p.admit(T0, &req(300, 200)),
-            Admission::Admitted(_)
-        ));
+        assert!(matches!(p.admit(T0, &req(300, 200)), Admission::Admitted(_)));
+        assert!(matches!(p.admit(T0, &req(300, 200)), Admission::Admitted(_)));
         let Admission::Throttled(t) = p.admit(T0, &req(300, 200)) else {
             panic!("should throttle")
         };
@@ -488,10 +465,7 @@ mod tests {
                 "300 each: three fit"
             );
         }
-        assert!(matches!(
-            p.admit(T0, &req(300, 200)),
-            Admission::Throttled(_)
-        ));
+        assert!(matches!(p.admit(T0, &req(300, 200)), Admission::Throttled(_)));
     }
 
     #[test]
@@ -518,14 +492,8 @@ mod tests {
             panic!()
         };
         let h = a.headers;
-        assert_eq!(
-            (h.limit_tokens, h.remaining_tokens),
-            (Some(60_000), Some(58_500))
-        );
-        assert_eq!(
-            (h.limit_requests, h.remaining_requests),
-            (Some(60), Some(59))
-        );
+        assert_eq!((h.limit_tokens, h.remaining_tokens), (Some(60_000), Some(58_500)));
+        assert_eq!((h.limit_requests, h.remaining_requests), (Some(60), Some(59)));
         // 1500 tokens at 1000/s and 1 request at 1/s both take 1.5 s and 1 s to refill.
         assert_eq!(h.reset_tokens, Some(Duration::from_millis(1500)));
         assert_eq!(h.reset_requests, Some(Duration::from_secs(1)));
@@ -613,13 +581,7 @@ mod tests {
         let Admission::Failed(f) = p.admit(Duration::from_secs(6), &req(100, 100)) else {
             panic!()
         };
-        assert!(matches!(
-            f.kind,
-            FailureKind::TooLarge {
-                limit_value: 100,
-                ..
-            }
-        ));
+        assert!(matches!(f.kind, FailureKind::TooLarge { limit_value: 100, .. }));
     }
 
     #[test]

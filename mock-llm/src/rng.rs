@@ -16,9 +16,7 @@ pub fn mix64(mut z: u64) -> u64 {
 /// Hashes a seed with a stream label, so that independent parts of a run (workload, provider,
 /// strategy) draw from independent streams of one seed.
 pub fn derive_seed(seed: u64, label: &str) -> u64 {
-    label
-        .bytes()
-        .fold(mix64(seed), |h, b| mix64(h ^ u64::from(b)))
+    label.bytes().fold(mix64(seed), |h, b| mix64(h ^ u64::from(b)))
 }
 
 /// Hashes a seed with two integers (e.g. a file and a chunk index): a counter-based draw that does
@@ -102,15 +100,9 @@ mod tests {
 
     #[test]
     fn same_seed_gives_the_same_sequence_and_another_seed_differs() {
-        let a: Vec<u64> = (0..8)
-            .scan(SimRng::new(7), |r, _| Some(r.next_u64()))
-            .collect();
-        let b: Vec<u64> = (0..8)
-            .scan(SimRng::new(7), |r, _| Some(r.next_u64()))
-            .collect();
-        let c: Vec<u64> = (0..8)
-            .scan(SimRng::new(8), |r, _| Some(r.next_u64()))
-            .collect();
+        let a: Vec<u64> = (0..8).scan(SimRng::new(7), |r, _| Some(r.next_u64())).collect();
+        let b: Vec<u64> = (0..8).scan(SimRng::new(7), |r, _| Some(r.next_u64())).collect();
+        let c: Vec<u64> = (0..8).scan(SimRng::new(8), |r, _| Some(r.next_u64())).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
     }

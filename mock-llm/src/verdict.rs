@@ -25,29 +25,19 @@ impl Verdict {
                 issues: rng.range_inclusive(1, 3) as u8,
             }
         } else {
-            Verdict {
-                valid: true,
-                issues: 0,
-            }
+            Verdict { valid: true, issues: 0 }
         }
     }
 
     /// A compact code: 1 = valid, 2–4 = invalid with 1–3 issues (0 is left for "no result").
     pub fn code(self) -> u8 {
-        if self.valid {
-            1
-        } else {
-            1 + self.issues.clamp(1, 3)
-        }
+        if self.valid { 1 } else { 1 + self.issues.clamp(1, 3) }
     }
 
     /// The inverse of [`Verdict::code`]; `None` for 0 or an unknown code.
     pub fn from_code(code: u8) -> Option<Self> {
         match code {
-            1 => Some(Verdict {
-                valid: true,
-                issues: 0,
-            }),
+            1 => Some(Verdict { valid: true, issues: 0 }),
             2..=4 => Some(Verdict {
                 valid: false,
                 issues: code - 1,
@@ -90,22 +80,14 @@ mod tests {
         let c: Vec<_> = (0..100).map(|k| Verdict::for_chunk(2, k, 0.3)).collect();
         assert_eq!(a, b);
         assert_ne!(a, c);
-        let invalid = (0..10_000)
-            .filter(|k| !Verdict::for_chunk(9, *k, 0.3).valid)
-            .count();
-        assert!(
-            (2_800..3_200).contains(&invalid),
-            "about 30% invalid, got {invalid}"
-        );
+        let invalid = (0..10_000).filter(|k| !Verdict::for_chunk(9, *k, 0.3).valid).count();
+        assert!((2_800..3_200).contains(&invalid), "about 30% invalid, got {invalid}");
     }
 
     #[test]
     fn content_and_code_round_trip() {
         for v in [
-            Verdict {
-                valid: true,
-                issues: 0,
-            },
+            Verdict { valid: true, issues: 0 },
             Verdict {
                 valid: false,
                 issues: 2,

@@ -5,7 +5,8 @@ use std::fmt::Write;
 use sim::ReportFile;
 
 /// The header of `timeseries.csv`.
-pub const HEADER: &str = "strategy,mode,second,requests,throttled,errors,tokens,in_flight_max,chunks_validated,files_done,concurrency_limit";
+pub const HEADER: &str =
+    "strategy,mode,second,requests,throttled,errors,tokens,in_flight_max,chunks_validated,files_done,concurrency_limit";
 
 /// The CSV text (strategy names are plain identifiers, so no quoting is needed).
 pub fn timeseries(report: &ReportFile) -> String {
@@ -19,10 +20,7 @@ pub fn timeseries(report: &ReportFile) -> String {
             sim::Mode::Live => "live",
         };
         for r in &run.timeseries {
-            let limit = r
-                .concurrency_limit
-                .map(|l| l.to_string())
-                .unwrap_or_default();
+            let limit = r.concurrency_limit.map(|l| l.to_string()).unwrap_or_default();
             writeln!(
                 out,
                 "{},{},{},{},{},{},{},{},{},{},{}",

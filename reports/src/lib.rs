@@ -28,8 +28,7 @@ pub struct Written {
 
 /// `report.json` as text: pretty-printed, with a final newline.
 pub fn to_json(report: &ReportFile) -> String {
-    let mut s = serde_json::to_string_pretty(report)
-        .expect("reports always serialize: no maps with non-string keys");
+    let mut s = serde_json::to_string_pretty(report).expect("reports always serialize: no maps with non-string keys");
     s.push('\n');
     s
 }

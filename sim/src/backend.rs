@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use mock_llm::{
-    Admission, FailureKind, LimitKind, ModelRequest, Provider, ProviderConfig, ProviderStats,
-    RateLimitHeaders, Usage, Verdict,
+    Admission, FailureKind, LimitKind, ModelRequest, Provider, ProviderConfig, ProviderStats, RateLimitHeaders, Usage,
+    Verdict,
 };
 use tokio::time::Instant;
 
@@ -101,19 +101,14 @@ impl LlmError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LlmError::Throttled { .. }
-                | LlmError::Server { .. }
-                | LlmError::Timeout
-                | LlmError::Transport(_)
+            LlmError::Throttled { .. } | LlmError::Server { .. } | LlmError::Timeout | LlmError::Transport(_)
         )
     }
 
     /// The server's retry hint, if it gave one.
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
-            LlmError::Throttled { retry_after, .. } | LlmError::Server { retry_after, .. } => {
-                *retry_after
-            }
+            LlmError::Throttled { retry_after, .. } | LlmError::Server { retry_after, .. } => *retry_after,
             _ => None,
         }
     }

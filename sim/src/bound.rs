@@ -23,14 +23,9 @@ use crate::results::ResultStore;
 use crate::workload::Workload;
 
 /// Computes the bound. `provider` must carry the run's schedule of limit changes.
-pub fn ideal_makespan(
-    workload: &Workload,
-    provider: &ProviderConfig,
-    results: &ResultStore,
-) -> Duration {
+pub fn ideal_makespan(workload: &Workload, provider: &ProviderConfig, results: &ResultStore) -> Duration {
     let mut arrival_bound = Duration::ZERO;
-    let (mut charge, mut count, mut sum_min, mut min_min) =
-        (0u64, 0u64, Duration::ZERO, Duration::MAX);
+    let (mut charge, mut count, mut sum_min, mut min_min) = (0u64, 0u64, Duration::ZERO, Duration::MAX);
     for f in workload.files() {
         if results.committed_count(f.id) == 0 {
             continue;
@@ -40,9 +35,7 @@ pub fn ideal_makespan(
                 continue;
             }
             let spec = workload.chunk(f.id, c);
-            let lat = provider
-                .latency
-                .minimum(spec.completion_tokens.min(spec.max_tokens));
+            let lat = provider.latency.minimum(spec.completion_tokens.min(spec.max_tokens));
             arrival_bound = arrival_bound.max(f.arrival + lat);
             charge += provider.charge(spec.prompt_tokens, spec.max_tokens);
             count += 1;
@@ -54,15 +47,10 @@ pub fn ideal_makespan(
         return Duration::ZERO;
     }
     let tokens = time_to_admit(provider, charge, |_, tpm, _| tpm, Duration::from_secs(60));
-    let requests = time_to_admit(
-        provider,
-        count,
-        |p, tpm, rpm| p.effective_rpm(tpm, rpm),
-        Duration::ZERO,
-    );
-    let capacity = provider.capacity.map_or(Duration::ZERO, |k| {
-        sum_min / k.get().min(u64::from(u32::MAX)) as u32
-    });
+    let requests = time_to_admit(provider, count, |p, tpm, rpm| p.effective_rpm(tpm, rpm), Duration::ZERO);
+    let capacity = provider
+        .capacity
+        .map_or(Duration::ZERO, |k| sum_min / k.get().min(u64::from(u32::MAX)) as u32);
     let rate_bound = tokens.max(requests).map_or(Duration::ZERO, |t| t + min_min);
     arrival_bound.max(rate_bound).max(capacity)
 }
@@ -104,9 +92,7 @@ fn time_to_admit(
                 let dt = (need - admitted) / rate;
                 let reach = segments[i].0.as_secs_f64() + dt;
                 match end {
-                    Some(e) if reach > e.as_secs_f64() => {
-                        admitted += rate * (e - segments[i].0).as_secs_f64()
-                    }
+                    Some(e) if reach > e.as_secs_f64() => admitted += rate * (e - segments[i].0).as_secs_f64(),
                     _ => return Some(Duration::from_secs_f64(reach)),
                 }
             }
@@ -129,9 +115,7 @@ fn time_to_admit(
                 let start = Duration::from_nanos((len.as_nanos() * u128::from(k)) as u64);
                 let end = start + len;
                 let max_limit = (0..segments.len())
-                    .filter(|&i| {
-                        segments[i].0 < end && segments.get(i + 1).is_none_or(|n| n.0 > start)
-                    })
+                    .filter(|&i| segments[i].0 < end && segments.get(i + 1).is_none_or(|n| n.0 > start))
                     .map(|i| per_window(limit_at(i)).max(1))
                     .max()
                     .unwrap_or(1);

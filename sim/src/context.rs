@@ -80,10 +80,7 @@ pub enum FileStatus {
 impl FileStatus {
     /// Whether this is a final state.
     pub fn is_final(self) -> bool {
-        !matches!(
-            self,
-            FileStatus::Pending | FileStatus::Queued | FileStatus::Admitted
-        )
+        !matches!(self, FileStatus::Pending | FileStatus::Queued | FileStatus::Admitted)
     }
 }
 
@@ -176,26 +173,16 @@ impl State {
             return; // cancelled before it arrived
         }
         let user = self.workload.file(id).user;
-        self.recorder.event(
-            now,
-            EventKind::FileArrived,
-            Some(id),
-            Some(user),
-            String::new(),
-        );
+        self.recorder
+            .event(now, EventKind::FileArrived, Some(id), Some(user), String::new());
         let active = self.active_per_user[user.0 as usize];
         match self.quotas.per_user_concurrent_files {
             Some(q) if active >= q.get() => match self.quotas.over_quota {
                 OverQuota::Queue => {
                     self.file(id).status = FileStatus::Queued;
                     self.waiting_per_user[user.0 as usize].push_back(id);
-                    self.recorder.event(
-                        now,
-                        EventKind::FileQueued,
-                        Some(id),
-                        Some(user),
-                        String::new(),
-                    );
+                    self.recorder
+                        .event(now, EventKind::FileQueued, Some(id), Some(user), String::new());
                 }
                 OverQuota::Reject => {
                     self.undecided -= 1;
@@ -217,13 +204,8 @@ impl State {
         self.admitted_order.push(id);
         self.queue.push_back(id);
         self.wake = true;
-        self.recorder.event(
-            now,
-            EventKind::FileAdmitted,
-            Some(id),
-            Some(spec.user),
-            String::new(),
-        );
+        self.recorder
+            .event(now, EventKind::FileAdmitted, Some(id), Some(spec.user), String::new());
         if spec.chunks == 0 {
             self.finish(id, FileStatus::Completed, now);
         }
@@ -235,14 +217,8 @@ impl State {
                 continue;
             }
             let spec = *self.workload.file(id);
-            let chunks = (0..spec.chunks)
-                .filter(|c| !self.results.has(id, *c))
-                .collect();
-            let cancel = self
-                .file(id)
-                .token
-                .clone()
-                .expect("admitted files have a token");
+            let chunks = (0..spec.chunks).filter(|c| !self.results.has(id, *c)).collect();
+            let cancel = self.file(id).token.clone().expect("admitted files have a token");
             return Some(FileTask {
                 id,
                 user: spec.user,
@@ -296,8 +272,7 @@ impl State {
             FileStatus::Cancelled => EventKind::FileCancelled,
             _ => EventKind::FileRejected,
         };
-        self.recorder
-            .event(now, kind, Some(id), Some(spec.user), String::new());
+        self.recorder.event(now, kind, Some(id), Some(spec.user), String::new());
         self.recorder.file_done(now);
         self.last_final = self.last_final.max(now);
         if was == FileStatus::Admitted {
@@ -340,10 +315,7 @@ impl State {
                 if self.file(id).status != FileStatus::Admitted {
                     return; // the file already ended: the answer is wasted
                 }
-                match self
-                    .results
-                    .store(id, chunk, resp.verdict, resp.usage.total())
-                {
+                match self.results.store(id, chunk, resp.verdict, resp.usage.total()) {
                     Stored::New => {
                         self.recorder.chunk_validated(now);
                         self.validated += 1;
@@ -378,13 +350,8 @@ impl State {
             }
             _ => return,
         }
-        self.recorder.event(
-            now,
-            EventKind::CancelRequested,
-            Some(id),
-            Some(user),
-            String::new(),
-        );
+        self.recorder
+            .event(now, EventKind::CancelRequested, Some(id), Some(user), String::new());
         self.wake = true;
     }
 
@@ -405,13 +372,7 @@ impl State {
         }
     }
 
-    fn call_ended(
-        &mut self,
-        id: FileId,
-        sent: Duration,
-        now: Duration,
-        outcome: Option<Result<u64, bool>>,
-    ) {
+    fn call_ended(&mut self, id: FileId, sent: Duration, now: Duration, outcome: Option<Result<u64, bool>>) {
         self.recorder.request_ended(sent, now, outcome);
         let f = self.file(id);
         f.in_flight -= 1;
@@ -423,8 +384,7 @@ impl State {
     pub(crate) fn crash(&mut self, now: Duration) {
         self.results.crash();
         self.restarts += 1;
-        self.recorder
-            .event(now, EventKind::Crashed, None, None, String::new());
+        self.recorder.event(now, EventKind::Crashed, None, None, String::new());
     }
 
     pub(crate) fn restart(&mut self, now: Duration) {
@@ -685,8 +645,7 @@ impl RunContext {
 
     /// Aborts every task spawned with [`RunContext::spawn`] and waits until they are gone.
     pub(crate) async fn abort_tasks(&self) {
-        let tasks =
-            std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let tasks = std::mem::take(&mut *self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         for t in &tasks {
             t.abort();
         }
@@ -697,11 +656,7 @@ impl RunContext {
 
     /// A uniform draw in `[0, 1)` from the run's seeded generator.
     pub fn random_f64(&self) -> f64 {
-        self.shared
-            .rng
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .next_f64()
+        self.shared.rng.lock().unwrap_or_else(|e| e.into_inner()).next_f64()
     }
 
     /// Records the strategy's concurrency limit (shown in the time series).

@@ -24,9 +24,9 @@ impl TryFrom<RawDist> for Dist {
         match raw {
             RawDist::Fixed { value: 0 } => Err("`value` must be at least 1".into()),
             RawDist::Uniform { min: 0, .. } => Err("`min` must be at least 1".into()),
-            RawDist::Uniform { min, max } if min > max => Err(format!(
-                "`min` ({min}) must not be greater than `max` ({max})"
-            )),
+            RawDist::Uniform { min, max } if min > max => {
+                Err(format!("`min` ({min}) must not be greater than `max` ({max})"))
+            }
             RawDist::Normal { mean, .. } if !(mean.is_finite() && mean >= 1.0) => {
                 Err(format!("`mean` ({mean}) must be a finite number >= 1"))
             }
@@ -52,17 +52,14 @@ impl Dist {
 
     /// Uniform on `min..=max`.
     pub fn uniform(min: u32, max: u32) -> Self {
-        Dist::try_from(RawDist::Uniform { min, max })
-            .expect("uniform() is called with 1 <= min <= max")
+        Dist::try_from(RawDist::Uniform { min, max }).expect("uniform() is called with 1 <= min <= max")
     }
 
     /// One draw.
     pub fn sample(&self, rng: &mut SimRng) -> u32 {
         match self.0 {
             RawDist::Fixed { value } => value,
-            RawDist::Uniform { min, max } => {
-                rng.range_inclusive(u64::from(min), u64::from(max)) as u32
-            }
+            RawDist::Uniform { min, max } => rng.range_inclusive(u64::from(min), u64::from(max)) as u32,
             RawDist::Normal { mean, stddev } => {
                 let x = mean + stddev * rng.standard_normal();
                 x.round().clamp(1.0, f64::from(u32::MAX)) as u32

@@ -62,16 +62,7 @@ pub fn simulate(
             start,
             scenario.client.request_timeout.0,
         ));
-        execute(
-            scenario,
-            name,
-            Mode::Simulated,
-            backend,
-            start,
-            strategy,
-            opts,
-        )
-        .await
+        execute(scenario, name, Mode::Simulated, backend, start, strategy, opts).await
     })
 }
 
@@ -116,11 +107,7 @@ pub async fn execute(
 }
 
 /// Runs the strategy; on a crash, drops it (and aborts its tasks), waits, and starts it again.
-async fn drive(
-    ctx: &RunContext,
-    strategy: &StrategyFn<'_>,
-    mut crashes: mpsc::UnboundedReceiver<CrashSpec>,
-) {
+async fn drive(ctx: &RunContext, strategy: &StrategyFn<'_>, mut crashes: mpsc::UnboundedReceiver<CrashSpec>) {
     loop {
         let mut run = strategy(ctx.clone());
         let crash = tokio::select! {
@@ -140,12 +127,7 @@ async fn drive(
 
 async fn arrivals(ctx: RunContext) {
     let start = ctx.start();
-    let files: Vec<_> = ctx
-        .workload()
-        .files()
-        .iter()
-        .map(|f| (f.id, f.arrival))
-        .collect();
+    let files: Vec<_> = ctx.workload().files().iter().map(|f| (f.id, f.arrival)).collect();
     for (id, at) in files {
         tokio::time::sleep_until(start + at).await;
         let now = ctx.now();
@@ -187,13 +169,7 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
     }
 }
 
-fn report(
-    scenario: &Scenario,
-    name: &str,
-    mode: Mode,
-    ctx: &RunContext,
-    workload: &Workload,
-) -> RunReport {
+fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workload: &Workload) -> RunReport {
     let provider_stats = ctx.backend().provider_stats();
     let mut st = ctx.lock();
     let makespan = st.last_final;
@@ -233,8 +209,7 @@ fn report(
         },
         latency_ms: Percentiles::of(&rec.llm_latency_us, 1000.0),
         file_latency_s: Percentiles::of(&rec.file_latency_ms, 1000.0),
-        cancel_latency_s: (!rec.cancel_latency_ms.is_empty())
-            .then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
+        cancel_latency_s: (!rec.cancel_latency_ms.is_empty()).then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
         duplicate_results: st.duplicates,
         results_digest: format!("{:016x}", st.results.digest()),
         restarts: st.restarts,

@@ -118,8 +118,7 @@ pub struct Recorder {
 /// A histogram from 1 to 10^12 (microseconds: 11 days) at 3 significant figures. Fixed bounds,
 /// because `saturating_record` on an auto-resizing histogram clamps to its initial tiny range.
 fn histogram() -> Histogram<u64> {
-    Histogram::new_with_bounds(1, 1_000_000_000_000, 3)
-        .expect("these bounds and precision are valid")
+    Histogram::new_with_bounds(1, 1_000_000_000_000, 3).expect("these bounds and precision are valid")
 }
 
 impl Default for Recorder {
@@ -174,19 +173,13 @@ impl Recorder {
 
     /// A request sent at `sent` ended at `now`: `Ok(tokens)` answered, `Err(true)` throttled,
     /// `Err(false)` failed; `None` when the caller gave up on it (cancelled or crashed).
-    pub fn request_ended(
-        &mut self,
-        sent: Duration,
-        now: Duration,
-        outcome: Option<Result<u64, bool>>,
-    ) {
+    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<u64, bool>>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.row(now);
         match outcome {
             Some(Ok(tokens)) => {
                 self.tokens_answered += tokens;
-                self.llm_latency_us
-                    .saturating_record((now - sent).as_micros() as u64);
+                self.llm_latency_us.saturating_record((now - sent).as_micros() as u64);
                 self.row(sent).tokens += tokens;
             }
             Some(Err(true)) => {
@@ -218,14 +211,7 @@ impl Recorder {
     }
 
     /// Appends to the event log (or counts it as dropped when full).
-    pub fn event(
-        &mut self,
-        t: Duration,
-        kind: EventKind,
-        file: Option<FileId>,
-        user: Option<UserId>,
-        detail: String,
-    ) {
+    pub fn event(&mut self, t: Duration, kind: EventKind, file: Option<FileId>, user: Option<UserId>, detail: String) {
         if self.events.len() < MAX_EVENTS {
             self.events.push(Event {
                 t_ms: t.as_millis() as u64,

@@ -180,27 +180,28 @@ pub struct Percentiles {
 }
 
 impl Percentiles {
-    /// From a histogram, with values divided by `scale`.
+    /// From a histogram, with values divided by `scale`. Each value is the lowest of its
+    /// histogram bucket (3 significant figures), so whole values on a bucket boundary are exact.
     pub fn of(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Self {
         if h.is_empty() {
             return Self::default();
         }
-        let q = |p: f64| round6(h.value_at_quantile(p) as f64 / scale);
+        let v = |x: u64| round6(h.lowest_equivalent(x) as f64 / scale);
         Self {
-            p50: q(0.5),
-            p90: q(0.9),
-            p99: q(0.99),
-            max: round6(h.max() as f64 / scale),
+            p50: v(h.value_at_quantile(0.5)),
+            p90: v(h.value_at_quantile(0.9)),
+            p99: v(h.value_at_quantile(0.99)),
+            max: v(h.max()),
         }
     }
 }
 
-/// Histogram buckets as `(value / scale, count)` pairs.
+/// Histogram buckets as `(value / scale, count)` pairs, each value the lowest of its bucket.
 pub fn buckets(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Vec<(f64, u64)> {
     h.iter_recorded()
         .map(|v| {
             (
-                round6(v.value_iterated_to() as f64 / scale),
+                round6(h.lowest_equivalent(v.value_iterated_to()) as f64 / scale),
                 v.count_since_last_iteration(),
             )
         })

@@ -153,9 +153,7 @@ impl ResultStore {
         digest_of(self.files.iter().enumerate().flat_map(|(f, r)| {
             r.slots.iter().enumerate().filter_map(move |(c, s)| {
                 (*s & COMMITTED != 0)
-                    .then(|| {
-                        Verdict::from_code(*s & !COMMITTED).map(|v| (FileId(f as u32), c as u32, v))
-                    })
+                    .then(|| Verdict::from_code(*s & !COMMITTED).map(|v| (FileId(f as u32), c as u32, v)))
                     .flatten()
             })
         }))
@@ -173,21 +171,16 @@ impl ResultStore {
 
 /// The digest of a sequence of results, as [`ResultStore::digest`] computes it.
 pub fn digest_of(results: impl IntoIterator<Item = (FileId, u32, Verdict)>) -> u64 {
-    results
-        .into_iter()
-        .fold(0x6f72_6368_6265_6e63, |h, (f, c, v)| {
-            mix64(h ^ mix64((u64::from(f.0) << 32 | u64::from(c)) ^ (u64::from(v.code()) << 56)))
-        })
+    results.into_iter().fold(0x6f72_6368_6265_6e63, |h, (f, c, v)| {
+        mix64(h ^ mix64((u64::from(f.0) << 32 | u64::from(c)) ^ (u64::from(v.code()) << 56)))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    const V: Verdict = Verdict {
-        valid: true,
-        issues: 0,
-    };
+    const V: Verdict = Verdict { valid: true, issues: 0 };
 
     #[test]
     fn a_chunk_result_is_stored_at_most_once() {

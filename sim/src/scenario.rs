@@ -78,11 +78,7 @@ impl Source {
     }
 
     /// An error about the value at `span`, naming its line.
-    pub fn error_at(
-        &self,
-        span: std::ops::Range<usize>,
-        message: impl std::fmt::Display,
-    ) -> SimError {
+    pub fn error_at(&self, span: std::ops::Range<usize>, message: impl std::fmt::Display) -> SimError {
         SimError::Scenario {
             origin: self.origin.clone(),
             message: format!("line {}: {message}", self.line_of(span.start)),
@@ -191,11 +187,9 @@ pub struct Dur(pub Duration);
 impl TryFrom<String> for Dur {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        humantime::parse_duration(s.trim()).map(Dur).map_err(|e| {
-            format!(
-                "`{s}` is not a duration ({e}); write e.g. \"90s\", \"10m\", \"1h30m\", \"250ms\""
-            )
-        })
+        humantime::parse_duration(s.trim())
+            .map(Dur)
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"90s\", \"10m\", \"1h30m\", \"250ms\""))
     }
 }
 
@@ -427,6 +421,10 @@ struct RawEntry {
 impl TryFrom<RawEntry> for TimelineEntry {
     type Error = String;
     fn try_from(r: RawEntry) -> Result<Self, String> {
+        // toml reports errors inside an array of tables at the array's first header, so the
+        // message names the entry by its `at`.
+        let at = String::from(r.at);
+        let here = |msg: &str| format!("timeline entry at \"{at}\": {msg}");
         let mut actions = vec![];
         if let Some(s) = r.set {
             actions.push(Action::Set(s));
@@ -436,20 +434,27 @@ impl TryFrom<RawEntry> for TimelineEntry {
         }
         if let Some(l) = r.limits {
             if l.tpm.is_none() && l.rpm.is_none() {
-                return Err("`limits` must set `tpm`, `rpm` or both".into());
+                return Err(here("`limits` must set `tpm`, `rpm` or both"));
             }
             actions.push(Action::Limits(l));
         }
         if let Some(c) = r.cancel {
-            actions.push(Action::Cancel(c.try_into()?));
+            actions.push(Action::Cancel(c.try_into().map_err(|e: String| here(&e))?));
         }
         if let Some(c) = r.crash {
             actions.push(Action::Crash(c));
         }
         match actions.len() {
-            1 => Ok(TimelineEntry { at: r.at, action: actions.pop().expect("one action") }),
-            0 => Err("a timeline entry needs one action: `set`, `outage`, `limits`, `cancel` or `crash`".into()),
-            _ => Err("a timeline entry takes exactly one action; split it into several [[timeline]] entries".into()),
+            1 => Ok(TimelineEntry {
+                at: r.at,
+                action: actions.pop().expect("one action"),
+            }),
+            0 => Err(here(
+                "it needs one action: `set`, `outage`, `limits`, `cancel` or `crash`",
+            )),
+            _ => Err(here(
+                "it takes exactly one action; split it into several [[timeline]] entries",
+            )),
         }
     }
 }
@@ -543,9 +548,7 @@ impl Scenario {
                 mock_llm::Profile::Azure => "azure".into(),
             },
             tpm: provider.tpm.map(|t| t.get()),
-            rpm: provider
-                .effective_rpm(provider.tpm, provider.rpm)
-                .map(|r| r.get()),
+            rpm: provider.effective_rpm(provider.tpm, provider.rpm).map(|r| r.get()),
             max_tokens: self.workload.max_tokens.get(),
             results: self.results,
             params: self.params,

@@ -62,9 +62,7 @@ impl Workload {
                     clock
                 }
                 Arrival::Steady { per_minute } => i as f64 * 60.0 / per_minute.0,
-                Arrival::Bursts { every, size } => {
-                    (i as u64 / u64::from(size.get())) as f64 * every.0.as_secs_f64()
-                }
+                Arrival::Bursts { every, size } => (i as u64 / u64::from(size.get())) as f64 * every.0.as_secs_f64(),
             };
             let user = UserId(rng.range_inclusive(0, u64::from(config.users.get()) - 1) as u32);
             let chunks = config.chunks_per_file.sample(&mut rng);

@@ -61,10 +61,7 @@ pub fn all(scenario: &Scenario) -> Result<Vec<Box<dyn Strategy>>, StrategyError>
     NAMES.iter().map(|n| build(n, scenario)).collect()
 }
 
-fn settings<T: DeserializeOwned + Default>(
-    name: &str,
-    scenario: &Scenario,
-) -> Result<T, StrategyError> {
+fn settings<T: DeserializeOwned + Default>(name: &str, scenario: &Scenario) -> Result<T, StrategyError> {
     let Some((table, line)) = scenario.strategy_table(name) else {
         return Ok(T::default());
     };
@@ -80,11 +77,7 @@ fn settings<T: DeserializeOwned + Default>(
 }
 
 /// Runs `strategy` through `scenario` in simulated time.
-pub fn simulate(
-    strategy: &dyn Strategy,
-    scenario: &Scenario,
-    opts: &RunOptions,
-) -> Result<RunReport, SimError> {
+pub fn simulate(strategy: &dyn Strategy, scenario: &Scenario, opts: &RunOptions) -> Result<RunReport, SimError> {
     let run = |ctx: RunContext| -> Pin<Box<dyn Future<Output = ()> + '_>> { strategy.run(ctx) };
     sim::simulate(scenario, strategy.name(), &run, opts)
 }

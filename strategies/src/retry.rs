@@ -73,11 +73,7 @@ impl Backoff {
         {
             return hint;
         }
-        let base = self
-            .initial
-            .0
-            .saturating_mul(1u32 << retry.min(20))
-            .min(self.max.0);
+        let base = self.initial.0.saturating_mul(1u32 << retry.min(20)).min(self.max.0);
         match self.jitter {
             Jitter::Openai => base.mul_f64(1.0 - 0.25 * u),
             Jitter::Full => base.mul_f64(u),
@@ -117,10 +113,7 @@ mod tests {
             retry_after: Some(Duration::from_millis(644)),
             rate_limit: Default::default(),
         };
-        assert_eq!(
-            Backoff::default().delay(&e, 3, 0.9),
-            Duration::from_millis(644)
-        );
+        assert_eq!(Backoff::default().delay(&e, 3, 0.9), Duration::from_millis(644));
         let ignoring = Backoff {
             honour_retry_after: false,
             jitter: Jitter::None,

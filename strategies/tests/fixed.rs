@@ -95,8 +95,7 @@ max_attempts = 100000
     let r = run(&s);
     assert_eq!(r.summary.chunks_validated, 2000);
     let window = &r.timeseries[120..1800];
-    let per_min =
-        window.iter().map(|row| row.tokens).sum::<u64>() as f64 / (window.len() as f64 / 60.0);
+    let per_min = window.iter().map(|row| row.tokens).sum::<u64>() as f64 / (window.len() as f64 / 60.0);
     assert!(
         (per_min - 60_000.0).abs() / 60_000.0 < 0.02,
         "steady-state {per_min:.0} tokens/min against a 60,000 TPM limit"
@@ -107,14 +106,7 @@ max_attempts = 100000
     );
 }
 
-fn harsh(
-    seed: u64,
-    error_rate: f64,
-    hang_rate: f64,
-    tpm: u64,
-    crash: bool,
-    at_end: bool,
-) -> Scenario {
+fn harsh(seed: u64, error_rate: f64, hang_rate: f64, tpm: u64, crash: bool, at_end: bool) -> Scenario {
     let crash = if crash {
         "[[timeline]]\nat = \"40s\"\ncrash = { restart_after = \"5s\" }\n"
     } else {
@@ -298,17 +290,11 @@ cancel = { run = true }
 "#,
     );
     let r = run(&s);
-    let c = r
-        .summary
-        .cancel_latency_s
-        .expect("there were cancellations");
+    let c = r.summary.cancel_latency_s.expect("there were cancellations");
     assert_eq!(c.max, 0.0);
     assert_eq!(r.summary.files_cancelled + r.summary.files_completed, 10);
     assert!(r.summary.files_cancelled >= 2);
-    assert_eq!(
-        r.summary.makespan_s, 61.0,
-        "cancelling the run ends it at once"
-    );
+    assert_eq!(r.summary.makespan_s, 61.0, "cancelling the run ends it at once");
     let cancelled_at = r
         .events
         .iter()
@@ -347,9 +333,7 @@ max-parallelism = 3
         for e in &r.events {
             let user = e.user.map(|u| u.to_string()).unwrap_or_default();
             match e.kind {
-                sim::recorder::EventKind::FileAdmitted => {
-                    *open.entry(user.clone()).or_default() += 1
-                }
+                sim::recorder::EventKind::FileAdmitted => *open.entry(user.clone()).or_default() += 1,
                 sim::recorder::EventKind::FileCompleted | sim::recorder::EventKind::FileFailed => {
                     *open.entry(user.clone()).or_default() -= 1
                 }

@@ -1,0 +1,152 @@
+//! Scenario files: strict parsing whose errors name the key and the line, and never half-load.
+
+use sim::Scenario;
+
+const GOOD: &str = r#"name = "ok"
+seed = 9
+
+[workload]
+files = 10
+users = 3
+chunks_per_file = { dist = "uniform", min = 2, max = 5 }
+prompt_tokens = { dist = "normal", mean = 1000, stddev = 100 }
+completion_tokens = { dist = "fixed", value = 100 }
+max_tokens = 200
+arrival = { kind = "poisson", per_minute = 20 }
+
+[provider]
+tpm = 100000
+rpm = 300
+
+[[timeline]]
+at = "1m"
+set = { max-parallelism = 8 }
+
+[[timeline]]
+at = "30s"
+outage = { for = "10s" }
+"#;
+
+fn err(text: &str) -> String {
+    match Scenario::parse(text, "bad.toml") {
+        Ok(_) => panic!("should be rejected:\n{text}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+/// Replaces the first occurrence of `from` in the good scenario.
+fn with(from: &str, to: &str) -> String {
+    assert!(GOOD.contains(from), "test bug: {from} not in GOOD");
+    GOOD.replacen(from, to, 1)
+}
+
+#[test]
+fn a_good_scenario_loads_with_its_timeline_in_time_order() {
+    let s = Scenario::parse(GOOD, "good.toml").expect("valid");
+    assert_eq!((s.name.as_str(), s.seed, s.workload.files), ("ok", 9, 10));
+    let at: Vec<u64> = s.events().iter().map(|e| e.at.0.as_secs()).collect();
+    assert_eq!(at, [30, 60]);
+    let p = s.provider_config();
+    assert_eq!(
+        p.schedule.outages.len(),
+        1,
+        "the outage reaches the provider's schedule"
+    );
+    assert_eq!(p.schedule.outages[0].status, 503, "503 is the default outage status");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let e = err(&with("rpm = 300", "rpm = 300\nburst = 5"));
+    assert!(
+        e.contains("bad.toml") && e.contains("line 16") && e.contains("burst"),
+        "{e}"
+    );
+}
+
+#[test]
+fn wrong_type_is_named_with_its_line() {
+    let e = err(&with("files = 10", "files = \"ten\""));
+    assert!(e.contains("line 5") && e.contains("files"), "{e}");
+}
+
+#[test]
+fn impossible_values_are_named_with_their_line() {
+    // (replacement, line, words the message must contain)
+    let cases = [
+        (("tpm = 100000", "tpm = -5"), "line 14", "tpm = -5"),
+        (("tpm = 100000", "tpm = 0"), "line 14", "nonzero"),
+        (
+            ("min = 2, max = 5", "min = 9, max = 5"),
+            "line 7",
+            "must not be greater than `max`",
+        ),
+        (("stddev = 100", "stddev = -1"), "line 8", "stddev"),
+        (
+            ("per_minute = 20", "per_minute = 0"),
+            "line 11",
+            "must be a finite number > 0",
+        ),
+        (("at = \"1m\"", "at = \"soon\""), "line 18", "not a duration"),
+        (("max-parallelism = 8", "max-parallelism = 0"), "line 19", "nonzero"),
+        (
+            (
+                "outage = { for = \"10s\" }",
+                "outage = { for = \"10s\" }\nset = { target-tpm = 5 }",
+            ),
+            "at \"30s\"",
+            "exactly one action",
+        ),
+    ];
+    for ((from, to), line, words) in cases {
+        let e = err(&with(from, to));
+        assert!(e.contains(line) && e.contains(words), "{to}: {e}");
+    }
+}
+
+#[test]
+fn probabilities_outside_zero_one_are_rejected() {
+    let e = err(&with("rpm = 300", "rpm = 300\nerror_rate = 1.5"));
+    assert!(e.contains("line 16") && e.contains("between 0 and 1"), "{e}");
+}
+
+#[test]
+fn a_timeline_entry_naming_a_missing_user_is_rejected_with_its_line() {
+    let text = format!("{GOOD}\n[[timeline]]\nat = \"2m\"\ncancel = {{ user = \"user-4\" }}\n");
+    let e = err(&text);
+    assert!(
+        e.contains("line 25") && e.contains("user-4") && e.contains("only 3 users"),
+        "{e}"
+    );
+    let text = format!("{GOOD}\n[[timeline]]\nat = \"2m\"\ncancel = {{ user = \"bob\" }}\n");
+    assert!(err(&text).contains("not a user name"));
+}
+
+#[test]
+fn missing_required_sections_are_named() {
+    let e = err("name = \"x\"\n");
+    assert!(e.contains("workload"), "{e}");
+}
+
+#[test]
+fn a_rejected_scenario_leaves_nothing_half_loaded() {
+    // Parsing is a pure function from text to a whole scenario or an error: a failed parse
+    // returns no value at all, and parsing the good text afterwards is unaffected.
+    assert!(Scenario::parse(&with("files = 10", "files = -1"), "bad").is_err());
+    let s = Scenario::parse(GOOD, "good").expect("valid");
+    assert_eq!(s.workload.files, 10);
+}
+
+#[test]
+fn every_shipped_scenario_parses() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../scenarios");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("scenarios/ exists") {
+        let path = entry.expect("readable").path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            Scenario::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            n += 1;
+        }
+    }
+    assert!(n >= 7, "found {n} scenarios");
+}

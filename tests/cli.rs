@@ -1,0 +1,180 @@
+//! The command line, run in-process: determinism of whole reports, the report folder, and errors.
+
+use std::path::PathBuf;
+
+use clap::{CommandFactory, Parser};
+use orchbench::{Cli, builtin, execute, load_scenario, run_scenario};
+
+fn run_cli(args: &[&str]) -> anyhow::Result<(u8, String)> {
+    let cli = Cli::try_parse_from(std::iter::once("orchbench").chain(args.iter().copied()))?;
+    let mut out = Vec::new();
+    let code = execute(cli, &mut out)?;
+    Ok((code, String::from_utf8(out).expect("output is UTF-8")))
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("orchbench-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+/// report.json with `wall_time_s` zeroed: the one field allowed to differ between identical runs.
+fn canonical(seed: Option<u64>, name: &str) -> String {
+    let mut s = load_scenario(name).expect("built-in");
+    if let Some(seed) = seed {
+        s.seed = seed;
+    }
+    let mut report = run_scenario(&s, &[], false).expect("runs");
+    for run in &mut report.runs {
+        run.summary.wall_time_s = 0.0;
+    }
+    reports::to_json(&report)
+}
+
+#[test]
+fn the_same_seed_gives_a_byte_identical_report_and_another_seed_differs() {
+    for (name, _) in builtin::BUILTIN.iter().filter(|(n, _)| *n != "million") {
+        let a = canonical(None, name);
+        let b = canonical(None, name);
+        assert!(a == b, "{name}: two runs with the same seed differ");
+        let c = canonical(Some(4242), name);
+        assert_ne!(a, c, "{name}: a different seed gave the same report");
+    }
+}
+
+#[test]
+fn run_writes_the_report_folder_and_prints_the_table() {
+    let dir = temp_dir("run");
+    let (code, out) = run_cli(&["run", "tpm-squeeze", "--out", dir.to_str().expect("utf-8 path")]).expect("runs");
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("scenario tpm-squeeze (seed 7)") && out.contains("fixed"),
+        "{out}"
+    );
+    let report = reports::read_json(&dir.join("report.json")).expect("a valid report.json");
+    assert_eq!(report.schema_version, 1);
+    assert_eq!(report.runs.len(), strategies::NAMES.len());
+    let csv = std::fs::read_to_string(dir.join("timeseries.csv")).expect("timeseries.csv");
+    let rows = csv.lines().count() - 1;
+    let expected: usize = report.runs.iter().map(|r| r.timeseries.len()).sum();
+    assert_eq!(rows, expected, "one CSV row per strategy and second");
+    assert!(csv.starts_with(reports::csv::HEADER));
+}
+
+#[test]
+fn json_flag_prints_the_report_with_the_pinned_fields() {
+    let dir = temp_dir("json");
+    let (_, out) = run_cli(&[
+        "run",
+        "azure",
+        "--seed",
+        "5",
+        "--json",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ])
+    .expect("runs");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is the JSON report");
+    assert_eq!(v["schema_version"], 1);
+    assert_eq!(v["scenario"]["seed"], 5, "--seed overrides the scenario's seed");
+    let summary = &v["runs"][0]["summary"];
+    for field in [
+        "makespan_s",
+        "files_total",
+        "files_completed",
+        "files_failed",
+        "files_rejected",
+        "files_cancelled",
+        "chunks_total",
+        "chunks_validated",
+        "llm_requests",
+        "llm_throttled",
+        "llm_errors",
+        "retries",
+        "tokens_billed",
+        "tokens_wasted",
+        "throughput_tokens_per_min",
+        "tpm_limit",
+        "ideal_makespan_s",
+        "efficiency",
+        "wall_time_s",
+    ] {
+        assert!(summary.get(field).is_some(), "summary lacks {field}");
+    }
+    for field in ["latency_ms", "file_latency_s"] {
+        for p in ["p50", "p90", "p99", "max"] {
+            assert!(summary[field].get(p).is_some(), "{field} lacks {p}");
+        }
+    }
+    assert_eq!(v["runs"][0]["strategy"], "fixed");
+    assert_eq!(v["runs"][0]["mode"], "simulated");
+}
+
+#[test]
+fn a_scenario_file_path_runs_like_a_built_in() {
+    let dir = temp_dir("path");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("mine.toml");
+    std::fs::write(&path, builtin::get("tenants").expect("built in")).expect("write");
+    let (code, out) = run_cli(&[
+        "run",
+        path.to_str().expect("utf-8"),
+        "-s",
+        "fixed",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ])
+    .expect("runs");
+    assert_eq!(code, 0);
+    assert!(out.contains("scenario tenants"), "{out}");
+}
+
+#[test]
+fn errors_name_what_is_wrong() {
+    let e = run_cli(&["run", "no-such-scenario"])
+        .expect_err("unknown scenario")
+        .to_string();
+    assert!(e.contains("no-such-scenario") && e.contains("baseline"), "{e}");
+    let e = format!(
+        "{:#}",
+        run_cli(&["run", "baseline", "--strategy", "magic"]).expect_err("unknown strategy")
+    );
+    assert!(e.contains("magic") && e.contains("fixed"), "{e}");
+    let dir = temp_dir("bad");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("bad.toml");
+    std::fs::write(&path, "name = \"x\"\n[workload]\nfiles = 1\nbogus = 2\n").expect("write");
+    let e = run_cli(&["run", path.to_str().expect("utf-8")])
+        .expect_err("invalid file")
+        .to_string();
+    assert!(
+        e.contains("bad.toml") && e.contains("line 4") && e.contains("bogus"),
+        "{e}"
+    );
+}
+
+#[test]
+fn scenarios_and_strategies_are_listed() {
+    let (_, out) = run_cli(&["scenarios"]).expect("lists");
+    for (name, _) in builtin::BUILTIN {
+        assert!(out.lines().any(|l| l.starts_with(name)), "{name} missing from:\n{out}");
+    }
+    let (_, out) = run_cli(&["strategies"]).expect("lists");
+    assert!(out.starts_with("fixed"), "{out}");
+}
+
+#[test]
+fn every_command_has_complete_help() {
+    Cli::command().debug_assert();
+    for cmd in Cli::command().get_subcommands() {
+        assert!(cmd.get_about().is_some(), "{} has no help text", cmd.get_name());
+        for arg in cmd.get_arguments() {
+            assert!(
+                arg.get_help().is_some(),
+                "{} --{} has no help text",
+                cmd.get_name(),
+                arg.get_id()
+            );
+        }
+    }
+}
