@@ -6,6 +6,8 @@
 //! The crates underneath: `mock-llm` (the provider model) ← `sim` (the engine) ← `strategies` ←
 //! `reports` and this CLI.
 
+#![warn(missing_docs)]
+
 pub mod builtin;
 pub mod cli;
 

@@ -10,6 +10,8 @@
 //! - [`verdict`]: the deterministic validation result per chunk;
 //! - [`rng`]: the seeded generator every orchbench crate draws from.
 
+#![warn(missing_docs)]
+
 pub mod config;
 pub mod headers;
 pub mod limiter;

@@ -6,7 +6,9 @@
 //!
 //! - [`table`]: the comparison table;
 //! - [`csv`]: the per-second series as CSV;
-//! - [`error`]: [`ReportError`].
+//! - [`error`]: the error type, [`ReportError`].
+
+#![warn(missing_docs)]
 
 pub mod csv;
 pub mod error;

@@ -17,7 +17,7 @@ use crate::backend::{ChatRequest, ChatResponse, LlmBackend, LlmError};
 use crate::params::ParamStore;
 use crate::recorder::{EventKind, Recorder};
 use crate::results::{ResultStore, Stored};
-use crate::scenario::{CancelTarget, FileId, OverQuota, Quotas, ResultsMode, UserId};
+use crate::scenario::{CancelTarget, FileId, OverQuota, Quotas, ResultsMode, Scenario, UserId};
 use crate::workload::Workload;
 
 /// Progress of a run, for a progress bar.
@@ -319,7 +319,7 @@ impl State {
                     Stored::New => {
                         self.recorder.chunk_validated(now);
                         self.validated += 1;
-                        if self.validated % self.progress_every == 0 {
+                        if self.validated.is_multiple_of(self.progress_every) {
                             self.progress_due = true;
                         }
                     }
@@ -484,25 +484,22 @@ impl Drop for CallGuard<'_> {
 impl RunContext {
     /// A context for one run. `start` is the run's time zero.
     pub(crate) fn new(
+        scenario: &Scenario,
         backend: Arc<dyn LlmBackend>,
         workload: Arc<Workload>,
-        params: ParamStore,
-        quotas: Quotas,
-        mode: ResultsMode,
-        seed: u64,
         start: Instant,
         progress: Option<ProgressFn>,
     ) -> Self {
-        let state = State::new(workload.clone(), quotas, mode);
+        let state = State::new(workload.clone(), scenario.quotas, scenario.results);
         RunContext {
             shared: Arc::new(Shared {
                 backend,
                 workload,
-                params,
+                params: ParamStore::new(scenario.params),
                 start,
                 state: Mutex::new(state),
                 feed: Notify::new(),
-                rng: Mutex::new(SimRng::new(derive_seed(seed, "strategy"))),
+                rng: Mutex::new(SimRng::new(derive_seed(scenario.seed, "strategy"))),
                 tasks: Mutex::new(Vec::new()),
                 progress,
             }),

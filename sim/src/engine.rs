@@ -18,7 +18,6 @@ use crate::backend::{LlmBackend, SimBackend};
 use crate::bound::ideal_makespan;
 use crate::context::{ProgressFn, RunContext};
 use crate::error::SimError;
-use crate::params::ParamStore;
 use crate::recorder::EventKind;
 use crate::report::{Mode, Percentiles, RunReport, Summary, buckets, round6};
 use crate::scenario::{Action, CrashSpec, Scenario};
@@ -77,16 +76,7 @@ pub async fn execute(
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
     let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
-    let ctx = RunContext::new(
-        backend,
-        workload.clone(),
-        ParamStore::new(scenario.params),
-        scenario.quotas,
-        scenario.results,
-        scenario.seed,
-        start,
-        opts.progress.clone(),
-    );
+    let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts.progress.clone());
     let (crash_tx, crash_rx) = mpsc::unbounded_channel();
     let mut background = JoinSet::new();
     background.spawn(arrivals(ctx.clone()));

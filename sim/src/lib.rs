@@ -13,10 +13,12 @@
 //! - [`params`]: the parameter store; [`results`]: the result store;
 //! - [`recorder`]: histograms, per-second series, event log; [`report`]: the report types;
 //! - [`bound`]: the ideal makespan (a lower bound no strategy can beat);
-//! - [`error`]: [`SimError`].
+//! - [`error`]: the error type, [`SimError`].
 //!
 //! Determinism: time comes only from `tokio::time`, randomness only from seeded
 //! [`mock_llm::rng::SimRng`] streams, and iteration order from vectors and ordered maps.
+
+#![warn(missing_docs)]
 
 pub mod backend;
 pub mod bound;

@@ -6,10 +6,12 @@
 //!
 //! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
 //! - [`retry`]: backoff policies shared by strategies;
-//! - [`error`]: [`StrategyError`].
+//! - [`error`]: the error type, [`StrategyError`].
 //!
 //! Each strategy lives in a folder with the same shape: `mod.rs` (the strategy and its run loop)
 //! and `config.rs` (its `[strategies.NAME]` settings).
+
+#![warn(missing_docs)]
 
 pub mod error;
 pub mod fixed;

@@ -1,14 +1,16 @@
-//! `fixed`: what most teams write first. A fixed pool of `max-parallelism` concurrent chunk
-//! validations (read once, at the start), each retrying with exponential backoff and jitter on 429s
+//! `fixed`: what most teams write first. A fixed pool of `max-parallelism` workers (read once, at
+//! the start) taking chunks in arrival order from a shared queue, each retrying with exponential backoff and jitter on 429s
 //! and 5xx, honouring the server's retry hint like openai-python does. Files are processed in
 //! arrival order, chunk by chunk; cancellation is raced against every call and every backoff.
 
 mod config;
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
 
+use sim::scenario::FileId;
 use sim::{ChunkOutcome, FileTask, RunContext};
-use tokio::sync::Semaphore;
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Attempts, FixedConfig};
@@ -45,44 +47,127 @@ impl Strategy for Fixed {
 async fn run(ctx: RunContext, config: FixedConfig) {
     let workers = ctx.params().get().max_parallelism.get();
     ctx.set_concurrency_limit(workers);
-    let slots = Arc::new(Semaphore::new(workers as usize));
-    while let Some(file) = ctx.next_file().await {
-        dispatch(&ctx, &slots, file, config).await;
+    let queue = Arc::new(WorkQueue::default());
+    let pool: Vec<_> = (0..workers)
+        .map(|_| ctx.spawn(worker(ctx.clone(), queue.clone(), config)))
+        .collect();
+    // Keep one file ahead of the workers: enough to never leave them idle while files are
+    // available, and the queue stays O(1) however many files are admitted.
+    loop {
+        queue.wait_until_empty().await;
+        match ctx.next_file().await {
+            Some(file) => queue.push(file),
+            None => break,
+        }
     }
-    // Every slot back means every chunk task has ended.
-    let _all = slots
-        .acquire_many(workers)
-        .await
-        .expect("the semaphore is never closed");
+    queue.close();
+    for w in pool {
+        // A worker ends only when the queue is closed and drained; an error means it was aborted
+        // by a crash, in which case this future is being dropped too.
+        let _ = w.await;
+    }
 }
 
-async fn dispatch(ctx: &RunContext, slots: &Arc<Semaphore>, file: FileTask, config: FixedConfig) {
-    for (i, &chunk) in file.chunks.iter().enumerate() {
-        let slot = slots
-            .clone()
-            .acquire_owned()
-            .await
-            .expect("the semaphore is never closed");
-        if file.cancel.is_cancelled() {
-            for &c in &file.chunks[i..] {
-                ctx.chunk_done(file.id, c, ChunkOutcome::Cancelled);
-            }
-            return;
+/// Files waiting for workers, each with the position of its next chunk.
+#[derive(Default)]
+struct WorkQueue {
+    state: Mutex<QueueState>,
+    work: Notify,
+    space: Notify,
+}
+
+#[derive(Default)]
+struct QueueState {
+    files: VecDeque<(Arc<FileTask>, usize)>,
+    closed: bool,
+}
+
+/// What a worker gets from the queue.
+enum Take {
+    Chunk(Arc<FileTask>, u32),
+    Wait,
+    Closed,
+}
+
+impl WorkQueue {
+    fn lock(&self) -> std::sync::MutexGuard<'_, QueueState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn push(&self, file: FileTask) {
+        self.lock().files.push_back((Arc::new(file), 0));
+        self.work.notify_waiters();
+    }
+
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_waiters();
+    }
+
+    fn take(&self) -> Take {
+        let mut q = self.lock();
+        let Some((file, pos)) = q.files.front_mut() else {
+            return if q.closed { Take::Closed } else { Take::Wait };
+        };
+        let take = Take::Chunk(file.clone(), file.chunks[*pos]);
+        *pos += 1;
+        if *pos == file.chunks.len() {
+            q.files.pop_front();
+            self.space.notify_waiters();
         }
-        let (ctx2, cancel) = (ctx.clone(), file.cancel.clone());
-        let id = file.id;
-        ctx.spawn(async move {
-            let outcome = validate(&ctx2, id, chunk, &cancel, config).await;
-            ctx2.chunk_done(id, chunk, outcome);
-            drop(slot);
-        });
+        take
+    }
+
+    async fn wait_until_empty(&self) {
+        loop {
+            let notified = self.space.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().files.is_empty() {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+async fn worker(ctx: RunContext, queue: Arc<WorkQueue>, config: FixedConfig) {
+    loop {
+        let job = match queue.take() {
+            Take::Wait => {
+                // Register for a wake-up, then look again, so a push in between is not missed.
+                let notified = queue.work.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                match queue.take() {
+                    Take::Wait => {
+                        notified.await;
+                        continue;
+                    }
+                    other => other,
+                }
+            }
+            other => other,
+        };
+        match job {
+            Take::Chunk(file, chunk) => {
+                let outcome = if file.cancel.is_cancelled() {
+                    ChunkOutcome::Cancelled
+                } else {
+                    validate(&ctx, file.id, chunk, &file.cancel, config).await
+                };
+                ctx.chunk_done(file.id, chunk, outcome);
+            }
+            Take::Wait => unreachable!("handled above"),
+            Take::Closed => return,
+        }
     }
 }
 
 /// Validates one chunk: call, and on a retryable error wait and call again, up to `max_attempts`.
 async fn validate(
     ctx: &RunContext,
-    file: sim::scenario::FileId,
+    file: FileId,
     chunk: u32,
     cancel: &CancellationToken,
     config: FixedConfig,
