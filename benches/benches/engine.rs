@@ -42,7 +42,10 @@ fn engine(c: &mut Criterion) {
     ] {
         let fixed = strategies::build("fixed", &s).expect("fixed exists");
         // Throughput counts LLM calls (429s included), measured once: runs are deterministic.
-        let calls = strategies::simulate(fixed.as_ref(), &s, &RunOptions::default()).expect("runs").summary.llm_requests;
+        let calls = strategies::simulate(fixed.as_ref(), &s, &RunOptions::default())
+            .expect("runs")
+            .summary
+            .llm_requests;
         println!("{name}: {calls} LLM calls per run");
         g.throughput(Throughput::Elements(calls));
         g.bench_function(name, |b| {
