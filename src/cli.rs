@@ -132,6 +132,7 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
         schema_version: sim::report::SCHEMA_VERSION,
         scenario: scenario.info(),
         runs,
+        sweep: None,
     })
 }
 

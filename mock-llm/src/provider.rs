@@ -149,6 +149,8 @@ pub struct ProviderStats {
     pub tokens_charged: u64,
     /// Tokens billed: prompt + completion of every answered request.
     pub tokens_billed: u64,
+    /// Of those, prompt tokens (priced as input).
+    pub prompt_tokens_billed: u64,
 }
 
 /// The provider model. See the module docs.
@@ -366,6 +368,7 @@ impl Provider {
             completion_tokens: completion,
         };
         self.stats.tokens_billed += usage.total();
+        self.stats.prompt_tokens_billed += u64::from(usage.prompt_tokens);
         Admission::Admitted(Admitted {
             latency: queued + service,
             queued,

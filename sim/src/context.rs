@@ -2,7 +2,7 @@
 //! call, the parameter store, cancellation, randomness — and the run's bookkeeping behind it
 //! (file states, the gatekeeper's quotas, the result store, the recorder).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,6 +14,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::backend::{ChatRequest, ChatResponse, LlmBackend, LlmError};
+use crate::cost::Unit;
 use crate::params::ParamStore;
 use crate::recorder::{EventKind, Recorder};
 use crate::results::{ResultStore, Stored};
@@ -123,6 +124,7 @@ pub(crate) struct State {
     pub(crate) last_final: Duration,
     pub(crate) duplicates: u64,
     pub(crate) restarts: u32,
+    pub(crate) units: BTreeMap<Unit, f64>,
     progress_every: u64,
     validated: u64,
     wake: bool,
@@ -155,6 +157,7 @@ impl State {
             last_final: Duration::ZERO,
             duplicates: 0,
             restarts: 0,
+            units: BTreeMap::new(),
             progress_every: (workload.chunks_total() / 200).max(1),
             validated: 0,
             wake: false,
@@ -372,7 +375,13 @@ impl State {
         }
     }
 
-    fn call_ended(&mut self, id: FileId, sent: Duration, now: Duration, outcome: Option<Result<u64, bool>>) {
+    fn call_ended(
+        &mut self,
+        id: FileId,
+        sent: Duration,
+        now: Duration,
+        outcome: Option<Result<mock_llm::Usage, bool>>,
+    ) {
         self.recorder.request_ended(sent, now, outcome);
         let f = self.file(id);
         f.in_flight -= 1;
@@ -607,7 +616,7 @@ impl RunContext {
         guard.armed = false;
         let now = self.now();
         let outcome = match &result {
-            Ok(r) => Ok(r.usage.total()),
+            Ok(r) => Ok(r.usage),
             Err(e) => Err(e.is_throttle()),
         };
         self.with_state(|st| st.call_ended(req.file, sent, now, Some(outcome)));
@@ -660,6 +669,11 @@ impl RunContext {
     pub fn set_concurrency_limit(&self, limit: u32) {
         let now = self.now();
         self.lock().recorder.set_limit(now, limit);
+    }
+
+    /// Bills `amount` orchestration units (state transitions, queue requests, invocations…).
+    pub fn bill(&self, unit: Unit, amount: f64) {
+        *self.lock().units.entry(unit).or_default() += amount;
     }
 
     /// Adds a note to the run's event log.

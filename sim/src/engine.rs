@@ -167,6 +167,19 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let ideal = ideal_makespan(workload, &provider, &st.results);
     let used = st.results.committed_tokens();
     let billed = provider_stats.map_or(st.recorder.tokens_answered, |s| s.tokens_billed);
+    let prompt_billed = provider_stats.map_or(st.recorder.prompt_tokens_answered, |s| s.prompt_tokens_billed);
+    let cost = scenario.pricing.cost(prompt_billed, billed - prompt_billed, &st.units);
+    let timeseries = st.recorder.series_until(makespan);
+    let disruptions: Vec<_> = scenario
+        .events()
+        .iter()
+        .filter_map(|e| match e.action {
+            Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
+            Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
+            _ => None,
+        })
+        .collect();
+    let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions, makespan).map(round6);
     let makespan_s = makespan.as_secs_f64();
     let rec = &st.recorder;
     let summary = Summary {
@@ -202,15 +215,18 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         cancel_latency_s: (!rec.cancel_latency_ms.is_empty()).then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
         duplicate_results: st.duplicates,
         results_digest: format!("{:016x}", st.results.digest()),
+        cost,
+        orchestration_units: st.units.clone(),
+        recovery_s,
         restarts: st.restarts,
         wall_time_s: 0.0,
     };
     let latency_histogram_ms = buckets(&rec.llm_latency_us, 1000.0);
     let file_latency_histogram_s = buckets(&rec.file_latency_ms, 1000.0);
-    let timeseries = st.recorder.series_until(makespan);
     RunReport {
         strategy: name.to_owned(),
         mode,
+        sweep_value: None,
         summary,
         latency_histogram_ms,
         file_latency_histogram_s,

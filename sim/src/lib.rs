@@ -23,11 +23,13 @@
 pub mod backend;
 pub mod bound;
 pub mod context;
+pub mod cost;
 pub mod dist;
 pub mod engine;
 pub mod error;
 pub mod params;
 pub mod recorder;
+pub mod recovery;
 pub mod report;
 pub mod results;
 pub mod scenario;

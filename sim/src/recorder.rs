@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
+use mock_llm::Usage;
 use serde::{Deserialize, Serialize};
 
 use crate::scenario::{FileId, UserId};
@@ -113,6 +114,8 @@ pub struct Recorder {
     pub retries: u64,
     /// Tokens of successful answers.
     pub tokens_answered: u64,
+    /// Of those, prompt tokens.
+    pub prompt_tokens_answered: u64,
 }
 
 /// A histogram from 1 to 10^12 (microseconds: 11 days) at 3 significant figures. Fixed bounds,
@@ -137,6 +140,7 @@ impl Default for Recorder {
             errors: 0,
             retries: 0,
             tokens_answered: 0,
+            prompt_tokens_answered: 0,
         }
     }
 }
@@ -171,14 +175,16 @@ impl Recorder {
         row.in_flight_max = row.in_flight_max.max(in_flight);
     }
 
-    /// A request sent at `sent` ended at `now`: `Ok(tokens)` answered, `Err(true)` throttled,
+    /// A request sent at `sent` ended at `now`: `Ok(usage)` answered, `Err(true)` throttled,
     /// `Err(false)` failed; `None` when the caller gave up on it (cancelled or crashed).
-    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<u64, bool>>) {
+    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<Usage, bool>>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.row(now);
         match outcome {
-            Some(Ok(tokens)) => {
+            Some(Ok(usage)) => {
+                let tokens = usage.total();
                 self.tokens_answered += tokens;
+                self.prompt_tokens_answered += u64::from(usage.prompt_tokens);
                 self.llm_latency_us.saturating_record((now - sent).as_micros() as u64);
                 self.row(sent).tokens += tokens;
             }

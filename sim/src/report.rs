@@ -19,8 +19,20 @@ pub struct ReportFile {
     pub schema_version: u32,
     /// What was run.
     pub scenario: ScenarioInfo,
-    /// One entry per strategy run.
+    /// One entry per strategy run (per strategy and value, for a sweep).
     pub runs: Vec<RunReport>,
+    /// What was swept, for a report written by `orchbench sweep`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep: Option<SweepInfo>,
+}
+
+/// The parameter a sweep varied.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SweepInfo {
+    /// The parameter (`max-parallelism`, `target-tpm`, `throttle-threshold`, `tpm`, `rpm`).
+    pub param: String,
+    /// Its values, in run order.
+    pub values: Vec<f64>,
 }
 
 /// The scenario, as a report shows it.
@@ -92,6 +104,9 @@ pub struct RunReport {
     pub strategy: String,
     /// Simulated or live.
     pub mode: Mode,
+    /// The swept parameter's value for this run, in a sweep.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sweep_value: Option<f64>,
     /// The figures.
     pub summary: Summary,
     /// LLM call latency distribution: `[milliseconds, count]` per histogram bucket.
@@ -160,6 +175,13 @@ pub struct Summary {
     /// A digest of every stored result (hex): runs that stored the same verdicts for the same
     /// chunks have the same digest, whatever the strategy.
     pub results_digest: String,
+    /// What the run cost.
+    pub cost: crate::cost::Cost,
+    /// Orchestration units billed, by kind (empty for strategies that bill none).
+    pub orchestration_units: std::collections::BTreeMap<crate::cost::Unit, f64>,
+    /// Seconds from the end of the worst outage or crash until validation was back at 90% of its
+    /// earlier pace (see `sim::recovery`); null when the scenario has neither.
+    pub recovery_s: Option<f64>,
     /// Orchestrator restarts after crashes.
     pub restarts: u32,
     /// Wall-clock time the run took, in seconds (the only field that varies between identical runs).

@@ -50,6 +50,9 @@ pub struct Scenario {
     /// Things that happen during the run.
     #[serde(default)]
     pub timeline: Vec<toml::Spanned<TimelineEntry>>,
+    /// Prices of tokens and orchestration units.
+    #[serde(default)]
+    pub pricing: crate::cost::Pricing,
     /// Per-strategy settings, `[strategies.NAME]`, read by each strategy.
     #[serde(default)]
     pub strategies: BTreeMap<String, toml::Spanned<toml::Table>>,

@@ -1,0 +1,122 @@
+//! What a run costs: LLM tokens at the model's prices, and the orchestration units a strategy
+//! bills (state transitions, queue requests, function invocations).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A billable orchestration unit, priced in [`Pricing`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unit {
+    /// A Step Functions Standard state transition (retries count too).
+    StateTransition,
+    /// An SQS request (send, receive, delete, change visibility), per 64 KB chunk.
+    SqsRequest,
+    /// A Lambda invocation.
+    LambdaRequest,
+    /// A Lambda GB-second of duration.
+    LambdaGbSecond,
+    /// A DynamoDB write request unit (on-demand).
+    DynamoWrite,
+}
+
+/// Prices in US dollars. `[pricing]` in a scenario; every key optional.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Pricing {
+    /// Per million prompt tokens. Default 0.15 (gpt-4o-mini, OpenAI pricing page, 2024; *check*).
+    #[serde(default = "input")]
+    pub input_per_million: f64,
+    /// Per million completion tokens. Default 0.60 (gpt-4o-mini, OpenAI pricing page, 2024; *check*).
+    #[serde(default = "output")]
+    pub output_per_million: f64,
+    /// Per Step Functions Standard transition. Default 0.000025 ($0.025 per 1,000; AWS pricing).
+    #[serde(default = "transition")]
+    pub state_transition: f64,
+    /// Per SQS request. Default 0.0000004 ($0.40 per million; third-party guides, *check*).
+    #[serde(default = "sqs")]
+    pub sqs_request: f64,
+    /// Per Lambda invocation. Default 0.0000002 ($0.20 per million; *check*).
+    #[serde(default = "lambda")]
+    pub lambda_request: f64,
+    /// Per Lambda GB-second. Default 0.0000166667 (*check*).
+    #[serde(default = "gb_second")]
+    pub lambda_gb_second: f64,
+    /// Per DynamoDB on-demand write request unit. Default 0.00000125 ($1.25 per million; *check*).
+    #[serde(default = "dynamo")]
+    pub dynamo_write: f64,
+}
+
+fn input() -> f64 {
+    0.15
+}
+fn output() -> f64 {
+    0.60
+}
+fn transition() -> f64 {
+    0.000_025
+}
+fn sqs() -> f64 {
+    0.000_000_4
+}
+fn lambda() -> f64 {
+    0.000_000_2
+}
+fn gb_second() -> f64 {
+    0.000_016_666_7
+}
+fn dynamo() -> f64 {
+    0.000_001_25
+}
+
+impl Default for Pricing {
+    fn default() -> Self {
+        Self {
+            input_per_million: input(),
+            output_per_million: output(),
+            state_transition: transition(),
+            sqs_request: sqs(),
+            lambda_request: lambda(),
+            lambda_gb_second: gb_second(),
+            dynamo_write: dynamo(),
+        }
+    }
+}
+
+impl Pricing {
+    /// The price of one unit.
+    pub fn unit(&self, unit: Unit) -> f64 {
+        match unit {
+            Unit::StateTransition => self.state_transition,
+            Unit::SqsRequest => self.sqs_request,
+            Unit::LambdaRequest => self.lambda_request,
+            Unit::LambdaGbSecond => self.lambda_gb_second,
+            Unit::DynamoWrite => self.dynamo_write,
+        }
+    }
+
+    /// The cost of a run that was billed `prompt` and `completion` tokens and `units`.
+    pub fn cost(&self, prompt: u64, completion: u64, units: &BTreeMap<Unit, f64>) -> Cost {
+        let llm = prompt as f64 / 1e6 * self.input_per_million + completion as f64 / 1e6 * self.output_per_million;
+        // fold from +0.0: an empty f64 sum is -0.0, which would print as "-0".
+        let orchestration = units.iter().fold(0.0, |acc, (u, n)| acc + self.unit(*u) * n);
+        let r = crate::report::round6;
+        Cost {
+            llm_usd: r(llm),
+            orchestration_usd: r(orchestration),
+            total_usd: r(llm + orchestration),
+        }
+    }
+}
+
+/// What a run cost, in US dollars.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Cost {
+    /// LLM tokens.
+    pub llm_usd: f64,
+    /// Orchestration units.
+    pub orchestration_usd: f64,
+    /// Both.
+    pub total_usd: f64,
+}
