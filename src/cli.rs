@@ -36,6 +36,8 @@ pub enum Command {
     /// Prints a comparison table (or the report as JSON with --json) and writes
     /// OUT/report.json and OUT/timeseries.csv.
     Run(RunArgs),
+    /// Rebuild a report folder (report.html, report.md, timeseries.csv) from its report.json.
+    Report(ReportArgs),
     /// List the built-in scenarios.
     Scenarios,
     /// List the strategies.
@@ -62,10 +64,28 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Arguments of `orchbench report`.
+#[derive(Debug, clap::Args)]
+pub struct ReportArgs {
+    /// A report folder holding report.json (as written by `orchbench run`).
+    pub dir: PathBuf,
+}
+
 /// Runs a parsed command line, writing to `out`. Returns the process exit code.
 pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run(&args, out),
+        Command::Report(args) => {
+            let w = reports::rebuild_dir(&args.dir)?;
+            writeln!(
+                out,
+                "wrote {}, {} and {}",
+                w.html.display(),
+                w.markdown.display(),
+                w.csv.display()
+            )?;
+            Ok(0)
+        }
         Command::Scenarios => {
             for (name, text) in builtin::BUILTIN {
                 let s = Scenario::parse(text, &format!("built-in {name}")).context("a built-in scenario is invalid")?;
@@ -187,7 +207,14 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         writeln!(out)?;
         out.write_all(reports::table::comparison(&report).as_bytes())?;
         writeln!(out)?;
-        writeln!(out, "wrote {} and {}", written.json.display(), written.csv.display())?;
+        writeln!(
+            out,
+            "wrote {} (open in a browser), {}, {} and {}",
+            written.html.display(),
+            written.markdown.display(),
+            written.json.display(),
+            written.csv.display()
+        )?;
     }
     Ok(0)
 }

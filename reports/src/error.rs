@@ -14,6 +14,9 @@ pub enum ReportError {
         #[source]
         source: std::io::Error,
     },
+    /// A chart could not be drawn.
+    #[error("cannot draw a chart: {0}")]
+    Chart(String),
     /// A report file is not valid.
     #[error("{}: not a valid orchbench report: {message}", path.display())]
     Parse {

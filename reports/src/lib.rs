@@ -1,17 +1,25 @@
-//! Renders runs: the report folder (`report.json`, `timeseries.csv`) and the comparison table
-//! printed in the terminal.
+//! Renders runs: the report folder (`report.json`, `timeseries.csv`, `report.md`, `report.html`),
+//! the comparison table printed in the terminal, and the regression check between two reports.
 //!
 //! Start at [`write_dir`]. Everything here is a function of [`sim::ReportFile`], never of live
 //! objects.
 //!
 //! - [`table`]: the comparison table;
 //! - [`csv`]: the per-second series as CSV;
+//! - [`html`], [`charts`], [`palette`]: the self-contained HTML page and its SVG charts;
+//! - [`markdown`]: the table and a plain-language reading;
+//! - [`regress`]: comparing a report against a baseline;
 //! - [`error`]: the error type, [`ReportError`].
 
 #![warn(missing_docs)]
 
+pub mod charts;
 pub mod csv;
 pub mod error;
+pub mod html;
+pub mod markdown;
+pub mod palette;
+pub mod regress;
 pub mod table;
 
 use std::path::{Path, PathBuf};
@@ -26,6 +34,10 @@ pub struct Written {
     pub json: PathBuf,
     /// `timeseries.csv`.
     pub csv: PathBuf,
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html`.
+    pub html: PathBuf,
 }
 
 /// `report.json` as text: pretty-printed, with a final newline.
@@ -47,18 +59,32 @@ pub fn read_json(path: &Path) -> Result<ReportFile, ReportError> {
     })
 }
 
-/// Writes the report folder `dir` (created if missing): `report.json` and `timeseries.csv`.
-/// Each file is written to a temporary name and renamed, so a reader never sees half a file.
+/// Writes the report folder `dir` (created if missing): `report.json`, `timeseries.csv`,
+/// `report.md` and `report.html`. Each file is written to a temporary name and renamed, so a reader
+/// never sees half a file.
 pub fn write_dir(dir: &Path, report: &ReportFile) -> Result<Written, ReportError> {
+    let html = html::render(report)?;
     std::fs::create_dir_all(dir).map_err(|source| ReportError::Io {
         path: dir.to_owned(),
         source,
     })?;
-    let json = dir.join("report.json");
-    let csv = dir.join("timeseries.csv");
-    write_atomic(&json, to_json(report).as_bytes())?;
-    write_atomic(&csv, csv::timeseries(report).as_bytes())?;
-    Ok(Written { json, csv })
+    let written = Written {
+        json: dir.join("report.json"),
+        csv: dir.join("timeseries.csv"),
+        markdown: dir.join("report.md"),
+        html: dir.join("report.html"),
+    };
+    write_atomic(&written.json, to_json(report).as_bytes())?;
+    write_atomic(&written.csv, csv::timeseries(report).as_bytes())?;
+    write_atomic(&written.markdown, markdown::render(report).as_bytes())?;
+    write_atomic(&written.html, html.as_bytes())?;
+    Ok(written)
+}
+
+/// Rebuilds every file of a report folder from its `report.json`.
+pub fn rebuild_dir(dir: &Path) -> Result<Written, ReportError> {
+    let report = read_json(&dir.join("report.json"))?;
+    write_dir(dir, &report)
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

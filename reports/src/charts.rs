@@ -1,0 +1,548 @@
+//! The report's charts, drawn with `plotters` as SVG text to be inlined in HTML.
+//!
+//! Every chart has a title, axis labels with units, and a legend; strategies keep their colour
+//! (see [`crate::palette`]). Series are downsampled to at most [`MAX_POINTS`] points, so an hour of
+//! per-second data stays small.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use sim::recorder::SecondRow;
+use sim::{ReportFile, RunReport};
+
+use crate::error::ReportError;
+use crate::palette::colour;
+
+/// Points per series, at most.
+pub const MAX_POINTS: usize = 600;
+const SIZE: (u32, u32) = (920, 380);
+
+/// One chart: an id for the page, a title, and the SVG.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chart {
+    /// A stable id (`tokens`, `in-flight`, …).
+    pub id: &'static str,
+    /// The title, also drawn in the SVG.
+    pub title: String,
+    /// The SVG document.
+    pub svg: String,
+}
+
+impl Chart {
+    /// One sentence on how to read the chart.
+    pub fn explanation(&self) -> &'static str {
+        match self.id {
+            "tokens" => {
+                "Tokens admitted per minute: a strategy that uses its limit well runs along the TPM line without crossing it."
+            }
+            "in-flight" => {
+                "Concurrent LLM calls; a lighter line shows the strategy's own concurrency limit where it has one."
+            }
+            "throttling" => {
+                "429 responses (solid) and other errors (light) per minute: bursts show where a strategy overshot."
+            }
+            "llm-latency" => {
+                "Share of successful calls that finished within a given time (429s are not latency samples)."
+            }
+            "file-latency" => "Share of completed files that finished within a given time of arriving.",
+            "cancel-latency" => "How long after a cancellation the file's last LLM call ended (p99).",
+            "recovery" => "Time after an outage or crash ends until validation is back at 90% of its earlier pace.",
+            "cost" => "LLM tokens at the model's prices (solid) and orchestration units (light), in US dollars.",
+            "sweep-throughput" => "Throughput at each value of the swept parameter.",
+            "sweep-429-rate" => "Share of requests refused with 429 at each value.",
+            "sweep-makespan" => "Time to finish at each value.",
+            _ => "",
+        }
+    }
+}
+
+/// Every chart the report has data for.
+pub fn all(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
+    let mut charts = Vec::new();
+    if report.sweep.is_some() {
+        charts.extend(sweep(report)?);
+    } else {
+        charts.push(tokens_per_minute(report)?);
+        charts.push(in_flight(report)?);
+        charts.push(throttling(report)?);
+    }
+    charts.push(cdf(
+        report,
+        "llm-latency",
+        "LLM call latency (successful calls)",
+        "latency (ms)",
+        |r| &r.latency_histogram_ms,
+    )?);
+    charts.push(cdf(
+        report,
+        "file-latency",
+        "File latency (arrival to completion)",
+        "latency (s)",
+        |r| &r.file_latency_histogram_s,
+    )?);
+    if report.runs.iter().any(|r| r.summary.cancel_latency_s.is_some()) {
+        charts.push(bars(
+            report,
+            "cancel-latency",
+            "Cancellation latency (p99)",
+            "seconds",
+            |r| vec![r.summary.cancel_latency_s.map_or(0.0, |c| c.p99)],
+        )?);
+    }
+    if report.runs.iter().any(|r| r.summary.recovery_s.is_some()) {
+        charts.push(bars(
+            report,
+            "recovery",
+            "Recovery after outages and crashes (longest)",
+            "seconds",
+            |r| vec![r.summary.recovery_s.unwrap_or(0.0)],
+        )?);
+    }
+    charts.push(bars(
+        report,
+        "cost",
+        "Cost: LLM (solid) and orchestration (light)",
+        "US dollars",
+        |r| vec![r.summary.cost.llm_usd, r.summary.cost.orchestration_usd],
+    )?);
+    Ok(charts)
+}
+
+/// A run's label: its strategy, and the swept value in a sweep.
+pub fn label(run: &RunReport) -> String {
+    match run.sweep_value {
+        Some(v) => format!("{} @ {}", run.strategy, trim(v)),
+        None => run.strategy.clone(),
+    }
+}
+
+fn trim(v: f64) -> String {
+    if v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v}")
+    }
+}
+
+fn err<E: std::fmt::Debug>(e: E) -> ReportError {
+    ReportError::Chart(format!("{e:?}"))
+}
+
+/// Keeps at most `MAX_POINTS` points, combining each run of neighbours with `pick`.
+fn downsample(points: Vec<(f64, f64)>, pick: fn(&[(f64, f64)]) -> (f64, f64)) -> Vec<(f64, f64)> {
+    if points.len() <= MAX_POINTS {
+        return points;
+    }
+    let step = points.len().div_ceil(MAX_POINTS);
+    points.chunks(step).map(pick).collect()
+}
+
+fn mean(c: &[(f64, f64)]) -> (f64, f64) {
+    (c[0].0, c.iter().map(|p| p.1).sum::<f64>() / c.len() as f64)
+}
+
+fn max(c: &[(f64, f64)]) -> (f64, f64) {
+    (c[0].0, c.iter().map(|p| p.1).fold(0.0, f64::max))
+}
+
+/// Sums of `f` over the trailing 60 s, per second, in minutes on x.
+fn per_minute(series: &[SecondRow], f: impl Fn(&SecondRow) -> f64) -> Vec<(f64, f64)> {
+    let mut acc = 0.0;
+    let mut out = Vec::with_capacity(series.len());
+    for (i, row) in series.iter().enumerate() {
+        acc += f(row);
+        if i >= 60 {
+            acc -= f(&series[i - 60]);
+        }
+        out.push((i as f64 / 60.0, acc.max(0.0)));
+    }
+    out
+}
+
+struct Line {
+    name: String,
+    colour: RGBAColor,
+    width: u32,
+    points: Vec<(f64, f64)>,
+    legend: bool,
+}
+
+fn line_chart(
+    id: &'static str,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    lines: Vec<Line>,
+) -> Result<Chart, ReportError> {
+    let x_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.0))
+        .fold(0.0, f64::max)
+        .max(1e-9);
+    let y_max = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max)
+        .max(1.0)
+        * 1.1;
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = frame(&root, title, 0.0..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc(x_desc)
+            .y_desc(y_desc)
+            .light_line_style(BLACK.mix(0.05))
+            .x_label_formatter(&|v| compact(*v))
+            .y_label_formatter(&|v| compact(*v))
+            .draw()
+            .map_err(err)?;
+        for l in lines {
+            let style = l.colour.stroke_width(l.width);
+            let drawn = chart.draw_series(LineSeries::new(l.points, style)).map_err(err)?;
+            if l.legend {
+                drawn
+                    .label(l.name)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            }
+        }
+        legend(&mut chart)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Chart {
+        id,
+        title: title.to_owned(),
+        svg,
+    })
+}
+
+type Cartesian<'a> = ChartContext<
+    'a,
+    SVGBackend<'a>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+fn frame<'a>(
+    root: &DrawingArea<SVGBackend<'a>, Shift>,
+    title: &str,
+    x: std::ops::Range<f64>,
+    y: std::ops::Range<f64>,
+) -> Result<Cartesian<'a>, ReportError> {
+    ChartBuilder::on(root)
+        .caption(title, ("sans-serif", 18))
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(70)
+        .build_cartesian_2d(x, y)
+        .map_err(err)
+}
+
+fn legend(chart: &mut Cartesian<'_>) -> Result<(), ReportError> {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperRight)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 13))
+        .draw()
+        .map_err(err)
+}
+
+/// 12,345 → "12.3k".
+fn compact(v: f64) -> String {
+    let a = v.abs();
+    if a >= 1e6 {
+        format!("{:.1}M", v / 1e6)
+    } else if a >= 1e4 {
+        format!("{:.0}k", v / 1e3)
+    } else if a >= 1e3 {
+        format!("{:.1}k", v / 1e3)
+    } else if a >= 10.0 || v.fract() == 0.0 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+fn tokens_per_minute(report: &ReportFile) -> Result<Chart, ReportError> {
+    let mut lines: Vec<Line> = report
+        .runs
+        .iter()
+        .map(|r| Line {
+            name: label(r),
+            colour: colour(&r.strategy).to_rgba(),
+            width: 2,
+            points: downsample(per_minute(&r.timeseries, |row| row.tokens as f64), mean),
+            legend: true,
+        })
+        .collect();
+    if let Some(tpm) = report.scenario.tpm {
+        let end = lines
+            .iter()
+            .flat_map(|l| l.points.last())
+            .map(|p| p.0)
+            .fold(0.0, f64::max);
+        lines.push(Line {
+            name: "TPM limit".into(),
+            colour: BLACK.mix(0.7),
+            width: 1,
+            points: tpm_steps(report, tpm, end),
+            legend: true,
+        });
+    }
+    line_chart(
+        "tokens",
+        "Tokens per minute (trailing 60 s)",
+        "time (min)",
+        "tokens per minute",
+        lines,
+    )
+}
+
+/// The TPM limit over time, following the timeline's `limits` changes.
+fn tpm_steps(report: &ReportFile, initial: u64, end_min: f64) -> Vec<(f64, f64)> {
+    let mut pts = vec![(0.0, initial as f64)];
+    let mut current = initial as f64;
+    for t in &report.scenario.timeline {
+        if let Some(tpm) = t
+            .action
+            .get("limits")
+            .and_then(|l| l.get("tpm"))
+            .and_then(|v| v.as_f64())
+        {
+            let x = t.at_s / 60.0;
+            pts.push((x, current));
+            pts.push((x, tpm));
+            current = tpm;
+        }
+    }
+    pts.push((end_min.max(pts.last().map_or(0.0, |p| p.0)), current));
+    pts
+}
+
+fn in_flight(report: &ReportFile) -> Result<Chart, ReportError> {
+    let mut lines = Vec::new();
+    for r in &report.runs {
+        let c = colour(&r.strategy);
+        let pts = r
+            .timeseries
+            .iter()
+            .map(|row| (row.second as f64 / 60.0, f64::from(row.in_flight_max)))
+            .collect();
+        lines.push(Line {
+            name: label(r),
+            colour: c.to_rgba(),
+            width: 2,
+            points: downsample(pts, max),
+            legend: true,
+        });
+        if r.timeseries.iter().any(|row| row.concurrency_limit.is_some()) {
+            let pts = r
+                .timeseries
+                .iter()
+                .map(|row| (row.second as f64 / 60.0, f64::from(row.concurrency_limit.unwrap_or(0))))
+                .collect();
+            lines.push(Line {
+                name: format!("{} limit", label(r)),
+                colour: c.mix(0.45),
+                width: 1,
+                points: downsample(pts, max),
+                legend: true,
+            });
+        }
+    }
+    line_chart(
+        "in-flight",
+        "LLM calls in flight (and the strategy's limit)",
+        "time (min)",
+        "calls in flight",
+        lines,
+    )
+}
+
+fn throttling(report: &ReportFile) -> Result<Chart, ReportError> {
+    let mut lines = Vec::new();
+    for r in &report.runs {
+        let c = colour(&r.strategy);
+        let t = downsample(per_minute(&r.timeseries, |row| f64::from(row.throttled)), mean);
+        lines.push(Line {
+            name: format!("{} 429s", label(r)),
+            colour: c.to_rgba(),
+            width: 2,
+            points: t,
+            legend: true,
+        });
+        let e = downsample(per_minute(&r.timeseries, |row| f64::from(row.errors)), mean);
+        lines.push(Line {
+            name: format!("{} errors", label(r)),
+            colour: c.mix(0.4),
+            width: 1,
+            points: e,
+            legend: true,
+        });
+    }
+    line_chart(
+        "throttling",
+        "429s and errors per minute (trailing 60 s)",
+        "time (min)",
+        "responses per minute",
+        lines,
+    )
+}
+
+fn cdf(
+    report: &ReportFile,
+    id: &'static str,
+    title: &str,
+    x_desc: &str,
+    hist: fn(&RunReport) -> &Vec<(f64, u64)>,
+) -> Result<Chart, ReportError> {
+    let lines = report
+        .runs
+        .iter()
+        .map(|r| {
+            let h = hist(r);
+            let total = h.iter().map(|b| b.1).sum::<u64>().max(1) as f64;
+            let mut acc = 0u64;
+            let mut pts = vec![(h.first().map_or(0.0, |b| b.0), 0.0)];
+            pts.extend(h.iter().map(|&(v, n)| {
+                acc += n;
+                (v, acc as f64 / total * 100.0)
+            }));
+            Line {
+                name: label(r),
+                colour: colour(&r.strategy).to_rgba(),
+                width: 2,
+                points: downsample(pts, max),
+                legend: true,
+            }
+        })
+        .collect();
+    line_chart(id, title, x_desc, "share of calls or files at or below (%)", lines)
+}
+
+/// One bar per run; with two values, the second is stacked on the first, lighter.
+fn bars(
+    report: &ReportFile,
+    id: &'static str,
+    title: &str,
+    y_desc: &str,
+    values: impl Fn(&RunReport) -> Vec<f64>,
+) -> Result<Chart, ReportError> {
+    let n = report.runs.len() as u32;
+    let vals: Vec<Vec<f64>> = report.runs.iter().map(&values).collect();
+    let y_max = vals.iter().map(|v| v.iter().sum::<f64>()).fold(0.0, f64::max).max(1e-6) * 1.15;
+    let labels: Vec<String> = report.runs.iter().map(label).collect();
+    let mut svg = String::new();
+    {
+        let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
+        root.fill(&WHITE).map_err(err)?;
+        let mut chart = ChartBuilder::on(&root)
+            .caption(title, ("sans-serif", 18))
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(70)
+            .build_cartesian_2d((0u32..n).into_segmented(), 0.0..y_max)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("strategy")
+            .y_desc(y_desc)
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .y_label_formatter(&|v| compact(*v))
+            .draw()
+            .map_err(err)?;
+        for (i, run) in report.runs.iter().enumerate() {
+            let c = colour(&run.strategy);
+            let mut base = 0.0;
+            for (k, v) in vals[i].iter().enumerate() {
+                let style = if k == 0 { c.filled() } else { c.mix(0.4).filled() };
+                let mut bar = Rectangle::new(
+                    [
+                        (SegmentValue::Exact(i as u32), base),
+                        (SegmentValue::Exact(i as u32 + 1), base + v),
+                    ],
+                    style,
+                );
+                // Bars at most ~120 px wide, however few runs there are.
+                let side = ((800.0 / f64::from(n.max(1)) - 120.0) / 2.0).max(10.0) as u32;
+                bar.set_margin(0, 0, side, side);
+                let drawn = chart.draw_series(std::iter::once(bar)).map_err(err)?;
+                if k == 0 {
+                    drawn
+                        .label(label(run))
+                        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
+                }
+                base += v;
+            }
+        }
+        chart
+            .configure_series_labels()
+            .position(SeriesLabelPosition::UpperRight)
+            .background_style(WHITE.mix(0.85))
+            .border_style(BLACK.mix(0.3))
+            .label_font(("sans-serif", 13))
+            .draw()
+            .map_err(err)?;
+        root.present().map_err(err)?;
+    }
+    Ok(Chart {
+        id,
+        title: title.to_owned(),
+        svg,
+    })
+}
+
+fn sweep(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
+    let param = report.sweep.as_ref().map_or("value", |s| s.param.as_str()).to_owned();
+    let mut strategies: Vec<&str> = report.runs.iter().map(|r| r.strategy.as_str()).collect();
+    strategies.dedup();
+    let series = |f: fn(&RunReport) -> f64| -> Vec<Line> {
+        let mut names = strategies.clone();
+        names.sort();
+        names.dedup();
+        names
+            .iter()
+            .map(|s| Line {
+                name: (*s).to_owned(),
+                colour: colour(s).to_rgba(),
+                width: 2,
+                points: report
+                    .runs
+                    .iter()
+                    .filter(|r| r.strategy == *s)
+                    .map(|r| (r.sweep_value.unwrap_or(0.0), f(r)))
+                    .collect(),
+                legend: true,
+            })
+            .collect()
+    };
+    Ok(vec![
+        line_chart(
+            "sweep-throughput",
+            &format!("Throughput against {param}"),
+            &param,
+            "tokens per minute",
+            series(|r| r.summary.throughput_tokens_per_min),
+        )?,
+        line_chart(
+            "sweep-429-rate",
+            &format!("429 rate against {param}"),
+            &param,
+            "429s per request (%)",
+            series(|r| 100.0 * r.summary.llm_throttled as f64 / r.summary.llm_requests.max(1) as f64),
+        )?,
+        line_chart(
+            "sweep-makespan",
+            &format!("Makespan against {param}"),
+            &param,
+            "makespan (min)",
+            series(|r| r.summary.makespan_s / 60.0),
+        )?,
+    ])
+}

@@ -1,0 +1,176 @@
+//! `report.md`: the table and a short plain-language reading of it, for pasting into a design
+//! document or a pull request.
+
+use std::fmt::Write;
+
+use sim::{ReportFile, RunReport};
+
+use crate::charts::label;
+use crate::table::secs;
+
+/// The Markdown text.
+pub fn render(report: &ReportFile) -> String {
+    let s = &report.scenario;
+    let mut m = String::new();
+    let limit = |v: Option<u64>| v.map_or("none".to_owned(), |v| v.to_string());
+    w(&mut m, format_args!("# orchbench: {}\n\n", s.name));
+    if !s.description.is_empty() {
+        w(&mut m, format_args!("{}\n\n", s.description));
+    }
+    w(
+        &mut m,
+        format_args!(
+            "Seed {}; {} files, {} chunks, {} users; {} with TPM {} and RPM {} ({} limits).\n\n",
+            s.seed,
+            s.files,
+            s.chunks_total,
+            s.users,
+            s.model,
+            limit(s.tpm),
+            limit(s.rpm),
+            s.profile
+        ),
+    );
+    m.push_str("| strategy | makespan | efficiency | completed / failed / cancelled / rejected | requests | 429s | errors | wasted tokens | tokens/min | p99 call | cost |\n");
+    m.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    for r in &report.runs {
+        let x = &r.summary;
+        w(
+            &mut m,
+            format_args!(
+                "| {} | {} | {:.1}% | {} / {} / {} / {} | {} | {} | {} | {} | {:.0} | {:.0} ms | ${:.4} |\n",
+                label(r),
+                secs(x.makespan_s),
+                x.efficiency * 100.0,
+                x.files_completed,
+                x.files_failed,
+                x.files_cancelled,
+                x.files_rejected,
+                x.llm_requests,
+                x.llm_throttled,
+                x.llm_errors,
+                x.tokens_wasted,
+                x.throughput_tokens_per_min,
+                x.latency_ms.p99,
+                x.cost.total_usd
+            ),
+        );
+    }
+    m.push_str("\n## Reading\n\n");
+    for line in reading(report) {
+        w(&mut m, format_args!("- {line}\n"));
+    }
+    m
+}
+
+fn w(m: &mut String, args: std::fmt::Arguments<'_>) {
+    m.write_fmt(args).expect("writing to a String cannot fail");
+}
+
+/// Plain sentences about the runs: who finished first, who wasted most, where throttling was.
+pub fn reading(report: &ReportFile) -> Vec<String> {
+    let runs = &report.runs;
+    let mut out = Vec::new();
+    let Some(first) = runs
+        .iter()
+        .min_by(|a, b| a.summary.makespan_s.total_cmp(&b.summary.makespan_s))
+    else {
+        return vec!["No runs.".into()];
+    };
+    let s = &first.summary;
+    if runs.len() > 1 {
+        out.push(format!(
+            "**{}** finished first: {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
+            label(first),
+            secs(s.makespan_s),
+            s.files_completed,
+            s.files_total,
+            s.efficiency * 100.0,
+            secs(s.ideal_makespan_s)
+        ));
+    } else {
+        out.push(format!(
+            "**{}** took {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
+            label(first),
+            secs(s.makespan_s),
+            s.files_completed,
+            s.files_total,
+            s.efficiency * 100.0,
+            secs(s.ideal_makespan_s)
+        ));
+    }
+    if let Some(waster) = runs
+        .iter()
+        .filter(|r| r.summary.tokens_wasted > 0)
+        .max_by_key(|r| r.summary.tokens_wasted)
+    {
+        let x = &waster.summary;
+        let what = if runs.len() > 1 {
+            "wasted the most tokens"
+        } else {
+            "wasted"
+        };
+        out.push(format!(
+            "**{}** {what}: {} of {} billed tokens ({:.1}%), on work whose result was not kept.",
+            label(waster),
+            x.tokens_wasted,
+            x.tokens_billed,
+            100.0 * x.tokens_wasted as f64 / x.tokens_billed.max(1) as f64
+        ));
+    } else {
+        out.push("No run wasted tokens: every billed answer was kept.".into());
+    }
+    for r in runs {
+        let x = &r.summary;
+        if x.llm_throttled > 0 {
+            let (minute, n) = worst_minute(r);
+            out.push(format!(
+                "**{}** was throttled {} times ({:.0}% of its requests), most in minute {}–{} ({} 429s).",
+                label(r),
+                x.llm_throttled,
+                100.0 * x.llm_throttled as f64 / x.llm_requests.max(1) as f64,
+                minute,
+                minute + 1,
+                n
+            ));
+        }
+        if x.files_failed > 0 {
+            out.push(format!(
+                "**{}** failed {} files: chunks ran out of attempts or hit an error no retry fixes.",
+                label(r),
+                x.files_failed
+            ));
+        }
+        if let Some(c) = x.cancel_latency_s {
+            out.push(format!(
+                "**{}** stopped cancelled work within {} (p99; worst {}).",
+                label(r),
+                secs(c.p99),
+                secs(c.max)
+            ));
+        }
+        if let Some(rec) = x.recovery_s {
+            out.push(format!(
+                "**{}** needed {} to recover its pace after the worst disruption.",
+                label(r),
+                secs(rec)
+            ));
+        }
+    }
+    if runs.iter().all(|r| r.summary.llm_throttled == 0) {
+        out.push("No run was throttled: the limits never bound.".into());
+    }
+    out
+}
+
+/// The minute with the most 429s, and how many.
+fn worst_minute(r: &RunReport) -> (u64, u64) {
+    let mut per_min = std::collections::BTreeMap::<u64, u64>::new();
+    for row in &r.timeseries {
+        *per_min.entry(row.second / 60).or_default() += u64::from(row.throttled);
+    }
+    per_min
+        .into_iter()
+        .max_by_key(|&(m, n)| (n, std::cmp::Reverse(m)))
+        .unwrap_or((0, 0))
+}
