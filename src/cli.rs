@@ -36,8 +36,18 @@ pub enum Command {
     /// Prints a comparison table (or the report as JSON with --json) and writes
     /// OUT/report.json and OUT/timeseries.csv.
     Run(RunArgs),
+    /// Run a scenario once per value of one parameter, and write one report for all of them.
+    ///
+    /// Shows how throughput, 429s and makespan move with, e.g., max-parallelism.
+    Sweep(SweepArgs),
     /// Rebuild a report folder (report.html, report.md, timeseries.csv) from its report.json.
     Report(ReportArgs),
+    /// Compare a report against a baseline; exit 1 if a watched metric got worse.
+    ///
+    /// Both reports must be of the same scenario and seed. Runs are matched by strategy. Exit
+    /// status: 0 when nothing regressed, 1 when a watched metric got worse by more than
+    /// --max-drop (or a run is missing), 2 when the reports cannot be compared.
+    Regress(RegressArgs),
     /// List the built-in scenarios.
     Scenarios,
     /// List the strategies.
@@ -64,6 +74,32 @@ pub struct RunArgs {
     pub json: bool,
 }
 
+/// Arguments of `orchbench sweep`.
+#[derive(Debug, clap::Args)]
+pub struct SweepArgs {
+    /// A scenario file (TOML), or the name of a built-in scenario.
+    #[arg(default_value = "baseline")]
+    pub scenario: String,
+    /// The parameter to vary: max-parallelism, target-tpm, throttle-threshold, tpm or rpm.
+    #[arg(long)]
+    pub param: String,
+    /// Its values, comma-separated (e.g. 1,2,4,8,16).
+    #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
+    pub values: Vec<f64>,
+    /// Run only this strategy; repeat for several. Default: every strategy.
+    #[arg(long = "strategy", short = 's', value_name = "NAME")]
+    pub strategies: Vec<String>,
+    /// Override the scenario's seed.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The report folder. Default: out/SCENARIO-NAME-sweep-PARAM.
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Print the report as JSON on stdout instead of the table.
+    #[arg(long)]
+    pub json: bool,
+}
+
 /// Arguments of `orchbench report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -71,10 +107,40 @@ pub struct ReportArgs {
     pub dir: PathBuf,
 }
 
+/// Arguments of `orchbench regress`.
+#[derive(Debug, clap::Args)]
+pub struct RegressArgs {
+    /// The baseline report.json (e.g. from the main branch).
+    pub baseline: PathBuf,
+    /// The report.json to check.
+    pub current: PathBuf,
+    /// How much worse a metric may get, relative to the baseline: `5%` or `0.05`.
+    #[arg(long, default_value = "5%", value_parser = reports::regress::parse_tolerance)]
+    pub max_drop: f64,
+    /// A metric to watch; repeat for several. Default: throughput, efficiency, makespan, 429s,
+    /// cancel-latency. Also: recovery, files-completed, tokens-wasted, p99-latency, cost.
+    #[arg(long = "metric", value_name = "NAME")]
+    pub metrics: Vec<String>,
+}
+
 /// Runs a parsed command line, writing to `out`. Returns the process exit code.
 pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run(&args, out),
+        Command::Sweep(args) => sweep(&args, out),
+        Command::Regress(args) => {
+            let baseline = reports::read_json(&args.baseline)?;
+            let current = reports::read_json(&args.current)?;
+            let cmp = reports::regress::compare(&baseline, &current, &args.metrics, args.max_drop)?;
+            out.write_all(reports::regress::table(&cmp, args.max_drop).as_bytes())?;
+            if cmp.failed() {
+                writeln!(out, "\nregression: see the rows marked REGRESSED or MISSING")?;
+                Ok(1)
+            } else {
+                writeln!(out, "\nno regression beyond {:.1}%", args.max_drop * 100.0)?;
+                Ok(0)
+            }
+        }
         Command::Report(args) => {
             let w = reports::rebuild_dir(&args.dir)?;
             writeln!(
@@ -177,6 +243,79 @@ fn progress_callback(bar: &ProgressBar, name: &str) -> sim::ProgressFn {
     })
 }
 
+/// Runs `scenario` once per value of `param`, under the named strategies.
+pub fn run_sweep(
+    scenario: &Scenario,
+    param: &str,
+    values: &[f64],
+    names: &[String],
+    show_progress: bool,
+) -> anyhow::Result<ReportFile> {
+    let mut runs = Vec::new();
+    for &v in values {
+        let s = scenario.with_param(param, v)?;
+        for mut r in run_scenario(&s, names, show_progress)?.runs {
+            r.sweep_value = Some(v);
+            runs.push(r);
+        }
+    }
+    Ok(ReportFile {
+        schema_version: sim::report::SCHEMA_VERSION,
+        scenario: scenario.info(),
+        runs,
+        sweep: Some(sim::report::SweepInfo {
+            param: param.to_owned(),
+            values: values.to_vec(),
+        }),
+    })
+}
+
+fn sweep(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let mut scenario = load_scenario(&args.scenario)?;
+    if let Some(seed) = args.seed {
+        scenario.seed = seed;
+    }
+    let show_progress = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+    let report = run_sweep(&scenario, &args.param, &args.values, &args.strategies, show_progress)?;
+    let dir = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-sweep-{}", scenario.name, args.param)));
+    write_and_print(&report, &dir, args.json, out)
+}
+
+fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
+    let written = reports::write_dir(dir, report)?;
+    if json {
+        out.write_all(reports::to_json(report).as_bytes())?;
+        return Ok(0);
+    }
+    let info = &report.scenario;
+    writeln!(
+        out,
+        "scenario {} (seed {}): {} files, {} chunks, {} users; TPM {}, RPM {}",
+        info.name,
+        info.seed,
+        info.files,
+        info.chunks_total,
+        info.users,
+        info.tpm.map_or("none".into(), |t| t.to_string()),
+        info.rpm.map_or("none".into(), |r| r.to_string()),
+    )?;
+    writeln!(out)?;
+    out.write_all(reports::table::comparison(report).as_bytes())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "wrote {} (open in a browser), {}, {} and {}",
+        written.html.display(),
+        written.markdown.display(),
+        written.json.display(),
+        written.csv.display()
+    )?;
+    Ok(0)
+}
+
 fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let mut scenario = load_scenario(&args.scenario)?;
     if let Some(seed) = args.seed {
@@ -188,33 +327,5 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&scenario.name));
-    let written = reports::write_dir(&dir, &report)?;
-    if args.json {
-        out.write_all(reports::to_json(&report).as_bytes())?;
-    } else {
-        let info = &report.scenario;
-        writeln!(
-            out,
-            "scenario {} (seed {}): {} files, {} chunks, {} users; TPM {}, RPM {}",
-            info.name,
-            info.seed,
-            info.files,
-            info.chunks_total,
-            info.users,
-            info.tpm.map_or("none".into(), |t| t.to_string()),
-            info.rpm.map_or("none".into(), |r| r.to_string()),
-        )?;
-        writeln!(out)?;
-        out.write_all(reports::table::comparison(&report).as_bytes())?;
-        writeln!(out)?;
-        writeln!(
-            out,
-            "wrote {} (open in a browser), {}, {} and {}",
-            written.html.display(),
-            written.markdown.display(),
-            written.json.display(),
-            written.csv.display()
-        )?;
-    }
-    Ok(0)
+    write_and_print(&report, &dir, args.json, out)
 }

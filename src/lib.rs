@@ -11,4 +11,4 @@
 pub mod builtin;
 pub mod cli;
 
-pub use cli::{Cli, execute, load_scenario, run_scenario};
+pub use cli::{Cli, execute, load_scenario, run_scenario, run_sweep};

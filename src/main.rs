@@ -7,8 +7,9 @@ fn main() -> ExitCode {
     match orchbench::execute(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
+            // 2, not 1: `orchbench regress` uses 1 for "a metric regressed".
             eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            ExitCode::from(2)
         }
     }
 }

@@ -1,1 +1,277 @@
-//! placeholder
+//! The regression gate: compare a report against a baseline of the same scenario and seed, and say
+//! which watched metrics got worse by more than a tolerance.
+
+use sim::{ReportFile, Summary};
+
+use crate::charts::label;
+
+/// Which way a metric should move.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Better {
+    /// Higher is better (throughput, efficiency).
+    Higher,
+    /// Lower is better (makespan, 429s, latencies, waste, cost).
+    Lower,
+}
+
+/// A metric the gate can watch.
+#[derive(Clone, Copy, Debug)]
+pub struct Metric {
+    /// Its name on the command line.
+    pub name: &'static str,
+    /// Which way is better.
+    pub better: Better,
+    /// Its value in a summary (`None`: the run has no such figure, e.g. no cancellations).
+    pub value: fn(&Summary) -> Option<f64>,
+}
+
+/// Every metric, the default-watched ones first.
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: "throughput",
+        better: Better::Higher,
+        value: |s| Some(s.throughput_tokens_per_min),
+    },
+    Metric {
+        name: "efficiency",
+        better: Better::Higher,
+        value: |s| Some(s.efficiency),
+    },
+    Metric {
+        name: "makespan",
+        better: Better::Lower,
+        value: |s| Some(s.makespan_s),
+    },
+    Metric {
+        name: "429s",
+        better: Better::Lower,
+        value: |s| Some(s.llm_throttled as f64),
+    },
+    Metric {
+        name: "cancel-latency",
+        better: Better::Lower,
+        value: |s| s.cancel_latency_s.map(|c| c.p99),
+    },
+    Metric {
+        name: "recovery",
+        better: Better::Lower,
+        value: |s| s.recovery_s,
+    },
+    Metric {
+        name: "files-completed",
+        better: Better::Higher,
+        value: |s| Some(s.files_completed as f64),
+    },
+    Metric {
+        name: "tokens-wasted",
+        better: Better::Lower,
+        value: |s| Some(s.tokens_wasted as f64),
+    },
+    Metric {
+        name: "p99-latency",
+        better: Better::Lower,
+        value: |s| Some(s.latency_ms.p99),
+    },
+    Metric {
+        name: "cost",
+        better: Better::Lower,
+        value: |s| Some(s.cost.total_usd),
+    },
+];
+
+/// The metrics watched when none are named.
+pub const DEFAULT_METRICS: &[&str] = &["throughput", "efficiency", "makespan", "429s", "cancel-latency"];
+
+/// One metric of one run, compared.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Change {
+    /// The run (strategy, and value in a sweep).
+    pub run: String,
+    /// The metric.
+    pub metric: &'static str,
+    /// In the baseline.
+    pub baseline: f64,
+    /// Now.
+    pub current: f64,
+    /// How much worse, relative to the baseline (0 when not worse; infinite when the baseline
+    /// was 0 and it got worse).
+    pub worse_by: f64,
+    /// Whether `worse_by` exceeds the tolerance.
+    pub regressed: bool,
+}
+
+/// The result of a comparison.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Comparison {
+    /// Every watched metric of every run present in both.
+    pub changes: Vec<Change>,
+    /// Runs of the baseline missing from the current report.
+    pub missing: Vec<String>,
+}
+
+impl Comparison {
+    /// Whether the gate fails: a watched metric regressed, or a run disappeared.
+    pub fn failed(&self) -> bool {
+        !self.missing.is_empty() || self.changes.iter().any(|c| c.regressed)
+    }
+}
+
+/// Why two reports cannot be compared.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RegressError {
+    /// Different scenarios or seeds: the figures are not comparable.
+    #[error(
+        "the reports are of different runs: baseline is scenario `{0}` seed {1}, current is scenario `{2}` seed {3}"
+    )]
+    Mismatch(String, u64, String, u64),
+    /// A metric name nobody knows.
+    #[error("unknown metric `{0}`; the metrics are: {1}")]
+    UnknownMetric(String, String),
+}
+
+/// Compares `current` against `baseline` on `metrics` (default: [`DEFAULT_METRICS`]); a metric
+/// regresses when it got worse by more than `tolerance` (0.05 = 5%) relative to the baseline.
+pub fn compare(
+    baseline: &ReportFile,
+    current: &ReportFile,
+    metrics: &[String],
+    tolerance: f64,
+) -> Result<Comparison, RegressError> {
+    let (b, c) = (&baseline.scenario, &current.scenario);
+    if b.name != c.name || b.seed != c.seed {
+        return Err(RegressError::Mismatch(b.name.clone(), b.seed, c.name.clone(), c.seed));
+    }
+    let names: Vec<&str> = if metrics.is_empty() {
+        DEFAULT_METRICS.to_vec()
+    } else {
+        metrics.iter().map(String::as_str).collect()
+    };
+    let watched = names
+        .iter()
+        .map(|n| {
+            METRICS.iter().find(|m| m.name == *n).ok_or_else(|| {
+                RegressError::UnknownMetric(
+                    (*n).to_owned(),
+                    METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+                )
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut out = Comparison::default();
+    for base in &baseline.runs {
+        let name = label(base);
+        let Some(cur) = current.runs.iter().find(|r| label(r) == name) else {
+            out.missing.push(name);
+            continue;
+        };
+        for m in &watched {
+            let (Some(bv), Some(cv)) = ((m.value)(&base.summary), (m.value)(&cur.summary)) else {
+                continue;
+            };
+            let delta = match m.better {
+                Better::Higher => bv - cv,
+                Better::Lower => cv - bv,
+            };
+            let worse_by = if delta <= 0.0 {
+                0.0
+            } else if bv == 0.0 {
+                f64::INFINITY
+            } else {
+                delta / bv.abs()
+            };
+            out.changes.push(Change {
+                run: name.clone(),
+                metric: m.name,
+                baseline: bv,
+                current: cv,
+                worse_by,
+                regressed: worse_by > tolerance,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The comparison as a plain-text table.
+pub fn table(cmp: &Comparison, tolerance: f64) -> String {
+    let mut rows = vec![
+        ["run", "metric", "baseline", "current", "change", "verdict"]
+            .map(String::from)
+            .to_vec(),
+    ];
+    for c in &cmp.changes {
+        let change = if c.baseline == 0.0 {
+            if c.current == 0.0 {
+                "0%".to_owned()
+            } else {
+                "new".to_owned()
+            }
+        } else {
+            format!("{:+.1}%", (c.current - c.baseline) / c.baseline.abs() * 100.0)
+        };
+        let verdict = if c.regressed {
+            format!("REGRESSED (worse by more than {:.1}%)", tolerance * 100.0)
+        } else if c.worse_by > 0.0 {
+            "worse, within tolerance".to_owned()
+        } else if c.current != c.baseline {
+            "better".to_owned()
+        } else {
+            "same".to_owned()
+        };
+        rows.push(vec![
+            c.run.clone(),
+            c.metric.to_owned(),
+            num(c.baseline),
+            num(c.current),
+            change,
+            verdict,
+        ]);
+    }
+    for m in &cmp.missing {
+        rows.push(vec![
+            m.clone(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+            "MISSING from the current report".into(),
+        ]);
+    }
+    let widths: Vec<usize> = (0..6)
+        .map(|i| rows.iter().map(|r| r[i].len()).max().unwrap_or(0))
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        let line: Vec<String> = r
+            .iter()
+            .enumerate()
+            .map(|(i, v)| format!("{v:<w$}", w = widths[i]))
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+fn num(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// Parses a tolerance: `5%` or `0.05`.
+pub fn parse_tolerance(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.strip_suffix('%') {
+        Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+        None => t.parse::<f64>(),
+    }
+    .map_err(|_| format!("`{s}` is not a tolerance: write e.g. `5%` or `0.05`"))?;
+    if v.is_finite() && v >= 0.0 {
+        Ok(v)
+    } else {
+        Err(format!("`{s}` must be a tolerance of 0% or more"))
+    }
+}

@@ -23,7 +23,7 @@ pub fn comparison(report: &ReportFile) -> String {
     for run in &report.runs {
         let s = &run.summary;
         rows.push(vec![
-            run.strategy.clone(),
+            crate::charts::label(run),
             secs(s.makespan_s),
             secs(s.ideal_makespan_s),
             format!("{:.1}%", s.efficiency * 100.0),

@@ -563,3 +563,46 @@ impl Scenario {
         }
     }
 }
+
+/// Parameters a sweep can vary: the parameter store's keys and the provider's limits.
+pub const SWEEPABLE: &[&str] = &["max-parallelism", "target-tpm", "throttle-threshold", "tpm", "rpm"];
+
+impl Scenario {
+    /// This scenario with one sweepable parameter set to `value` (see [`SWEEPABLE`]).
+    pub fn with_param(&self, param: &str, value: f64) -> Result<Scenario, SimError> {
+        let bad = |why: &str| SimError::Scenario {
+            origin: self.source.origin.clone(),
+            message: format!("cannot set {param} to {value}: {why}"),
+        };
+        let whole = |v: f64| -> Result<u64, SimError> {
+            if v.fract() == 0.0 && v >= 1.0 && v <= u64::MAX as f64 {
+                Ok(v as u64)
+            } else {
+                Err(bad("it takes a whole number >= 1"))
+            }
+        };
+        let mut s = self.clone();
+        match param {
+            "max-parallelism" => {
+                let v = u32::try_from(whole(value)?).map_err(|_| bad("too large"))?;
+                s.params.max_parallelism = std::num::NonZeroU32::new(v).ok_or_else(|| bad("must be >= 1"))?;
+            }
+            "target-tpm" => s.params.target_tpm = NonZeroU64::new(whole(value)?).ok_or_else(|| bad("must be >= 1"))?,
+            "throttle-threshold" => {
+                s.params.throttle_threshold = crate::params::Fraction::try_from(value).map_err(|e| bad(&e))?
+            }
+            "tpm" => s.provider.tpm = NonZeroU64::new(whole(value)?),
+            "rpm" => s.provider.rpm = NonZeroU64::new(whole(value)?),
+            _ => {
+                return Err(SimError::Scenario {
+                    origin: self.source.origin.clone(),
+                    message: format!(
+                        "`{param}` cannot be swept; the parameters are: {}",
+                        SWEEPABLE.join(", ")
+                    ),
+                });
+            }
+        }
+        Ok(s)
+    }
+}
