@@ -178,3 +178,101 @@ fn every_command_has_complete_help() {
         }
     }
 }
+
+fn schema_errors(path: &std::path::Path) -> Vec<String> {
+    let schema: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/reports/report.schema.json")).expect("schema"),
+    )
+    .expect("schema is JSON");
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).expect("report")).expect("report is JSON");
+    let v = jsonschema::validator_for(&schema).expect("valid schema");
+    v.iter_errors(&report)
+        .map(|e| format!("{e} at {}", e.instance_path()))
+        .collect()
+}
+
+#[test]
+fn every_report_the_tool_writes_validates_against_the_schema() {
+    for (name, _) in builtin::BUILTIN.iter().filter(|(n, _)| *n != "million") {
+        let dir = temp_dir(&format!("schema-{name}"));
+        run_cli(&["run", name, "--out", dir.to_str().expect("utf-8")]).expect("runs");
+        let errors = schema_errors(&dir.join("report.json"));
+        assert!(errors.is_empty(), "{name}: {errors:#?}");
+        for f in ["report.html", "report.md", "timeseries.csv"] {
+            assert!(dir.join(f).exists(), "{name}: {f} written");
+        }
+    }
+    let dir = temp_dir("schema-sweep");
+    let (_, out) = run_cli(&[
+        "sweep",
+        "cancel",
+        "--param",
+        "max-parallelism",
+        "--values",
+        "2,6",
+        "--out",
+        dir.to_str().expect("utf-8"),
+    ])
+    .expect("sweeps");
+    assert!(out.contains("fixed @ 2") && out.contains("fixed @ 6"), "{out}");
+    let errors = schema_errors(&dir.join("report.json"));
+    assert!(errors.is_empty(), "sweep: {errors:#?}");
+}
+
+#[test]
+fn sweep_rejects_a_parameter_it_cannot_vary() {
+    let e = run_cli(&["sweep", "cancel", "--param", "colour", "--values", "1"])
+        .expect_err("unknown param")
+        .to_string();
+    assert!(e.contains("colour") && e.contains("max-parallelism"), "{e}");
+    let e = run_cli(&["sweep", "cancel", "--param", "max-parallelism", "--values", "2.5"])
+        .expect_err("not whole")
+        .to_string();
+    assert!(e.contains("whole number"), "{e}");
+}
+
+#[test]
+fn regress_exits_one_on_a_regression_and_zero_otherwise() {
+    let base = temp_dir("regress-base");
+    let slow = temp_dir("regress-slow");
+    run_cli(&["run", "cancel", "--out", base.to_str().expect("utf-8")]).expect("runs");
+    // The same scenario and seed with fewer workers: slower, so throughput and makespan regress.
+    std::fs::create_dir_all(&slow).expect("dir");
+    let text = builtin::get("cancel")
+        .expect("built in")
+        .replace("max-parallelism = 8", "max-parallelism = 3");
+    std::fs::write(slow.join("cancel.toml"), text).expect("write");
+    run_cli(&[
+        "run",
+        slow.join("cancel.toml").to_str().expect("utf-8"),
+        "--out",
+        slow.to_str().expect("utf-8"),
+    ])
+    .expect("runs");
+    let (b, s) = (base.join("report.json"), slow.join("report.json"));
+    let (code, out) = run_cli(&["regress", b.to_str().expect("utf-8"), b.to_str().expect("utf-8")]).expect("compares");
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run_cli(&[
+        "regress",
+        b.to_str().expect("utf-8"),
+        s.to_str().expect("utf-8"),
+        "--max-drop",
+        "5%",
+    ])
+    .expect("compares");
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("REGRESSED") && out.contains("throughput"), "{out}");
+    let (code, _) = run_cli(&[
+        "regress",
+        b.to_str().expect("utf-8"),
+        s.to_str().expect("utf-8"),
+        "--metric",
+        "429s",
+    ])
+    .expect("compares");
+    assert_eq!(
+        code, 0,
+        "fewer workers means fewer 429s: watching only 429s, nothing regressed"
+    );
+}

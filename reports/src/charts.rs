@@ -469,8 +469,10 @@ fn bars(
                     ],
                     style,
                 );
-                // Bars at most ~120 px wide, however few runs there are.
-                let side = ((800.0 / f64::from(n.max(1)) - 120.0) / 2.0).max(10.0) as u32;
+                // Bars at most ~120 px wide, however few runs there are. A segmented 0..n axis
+                // has n + 1 segments in ~800 px.
+                let segment = 800.0 / f64::from(n + 1);
+                let side = ((segment - 120.0) / 2.0).clamp(segment * 0.1, segment * 0.45) as u32;
                 bar.set_margin(0, 0, side, side);
                 let drawn = chart.draw_series(std::iter::once(bar)).map_err(err)?;
                 if k == 0 {

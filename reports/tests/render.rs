@@ -1,0 +1,303 @@
+//! The report folder as a person and a program see it: schema-valid JSON, a self-contained HTML
+//! page whose charts draw in a real browser, a Markdown reading, and the regression gate.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use reports::regress::{compare, parse_tolerance};
+use sim::ReportFile;
+
+fn schema() -> serde_json::Value {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("report.schema.json"))
+        .expect("committed schema");
+    serde_json::from_str(&text).expect("the schema is JSON")
+}
+
+/// The errors of validating `report` against the committed schema.
+pub fn schema_errors(report: &serde_json::Value) -> Vec<String> {
+    let schema = schema();
+    let v = jsonschema::validator_for(&schema).expect("the schema is a valid JSON Schema");
+    v.iter_errors(report)
+        .map(|e| format!("{} at {}", e, e.instance_path()))
+        .collect()
+}
+
+fn as_value(r: &ReportFile) -> serde_json::Value {
+    serde_json::from_str(&reports::to_json(r)).expect("reports are JSON")
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("orchbench-render-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    d
+}
+
+#[test]
+fn reports_validate_against_the_committed_schema_and_broken_ones_do_not() {
+    for r in [
+        common::one_strategy(),
+        common::five_strategies(),
+        common::cancelled_and_failed(),
+    ] {
+        let errors = schema_errors(&as_value(&r));
+        assert!(errors.is_empty(), "{errors:#?}");
+    }
+    // The schema is not vacuous: a renamed pinned field, a negative count, and an unknown event
+    // kind are each caught.
+    let good = as_value(&common::one_strategy());
+    let mut renamed = good.clone();
+    let summary = renamed["runs"][0]["summary"].as_object_mut().expect("object");
+    let v = summary.remove("makespan_s").expect("present");
+    summary.insert("makespan".into(), v);
+    assert!(!schema_errors(&renamed).is_empty());
+    let mut negative = good.clone();
+    negative["runs"][0]["summary"]["llm_requests"] = serde_json::json!(-1);
+    assert!(!schema_errors(&negative).is_empty());
+    let mut kind = good;
+    kind["runs"][0]["events"][0]["kind"] = serde_json::json!("exploded");
+    assert!(!schema_errors(&kind).is_empty());
+}
+
+#[test]
+fn html_is_self_contained_and_has_every_chart() {
+    for (r, extra) in [
+        (common::one_strategy(), vec![]),
+        (common::five_strategies(), vec![]),
+        (common::cancelled_and_failed(), vec!["cancel-latency", "recovery"]),
+    ] {
+        let html = reports::html::render(&r).expect("renders");
+        // (The SVG namespace `xmlns="http://www.w3.org/2000/svg"` is a name, not a load.)
+        for banned in [
+            "<script src",
+            "<link",
+            "@import",
+            "url(",
+            "src=\"http",
+            "href=\"http",
+            "<img",
+            "<iframe",
+        ] {
+            assert!(
+                !html.contains(banned),
+                "report.html must not load anything: found {banned}"
+            );
+        }
+        for id in [
+            "tokens",
+            "in-flight",
+            "throttling",
+            "llm-latency",
+            "file-latency",
+            "cost",
+        ]
+        .iter()
+        .chain(extra.iter())
+        {
+            assert!(html.contains(&format!("id=\"chart-{id}\"")), "missing chart {id}");
+        }
+        for run in &r.runs {
+            assert!(html.contains(&run.strategy), "the table names {}", run.strategy);
+        }
+        assert!(html.contains("a small &lt;scenario&gt; &amp; co"), "text is escaped");
+    }
+}
+
+#[test]
+fn a_strategy_keeps_its_colour_in_every_chart() {
+    let r = common::five_strategies();
+    let charts = reports::charts::all(&r).expect("charts");
+    for name in ["fixed", "stepfn", "sqs", "adaptive", "cookbook"] {
+        let rgb = reports::palette::colour(name);
+        let svg_colour = format!("#{:02X}{:02X}{:02X}", rgb.0, rgb.1, rgb.2);
+        for c in &charts {
+            assert!(
+                c.svg.to_uppercase().contains(&svg_colour),
+                "{name} ({svg_colour}) missing from chart {}",
+                c.id
+            );
+        }
+    }
+}
+
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"].iter().find_map(|b| {
+        let out = Command::new("which").arg(b).output().ok()?;
+        out.status
+            .success()
+            .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+    })
+}
+
+/// Loads `html` in headless Chromium; returns the DOM after scripts ran, and the browser's log.
+fn load_in_chromium(browser: &Path, html: &Path, name: &str) -> (String, String) {
+    let profile = temp_dir(&format!("profile-{name}"));
+    let out = Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .arg("--dump-dom")
+        .arg(format!("file://{}", html.display()))
+        .output()
+        .expect("chromium starts");
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn every_chart_draws_in_a_real_browser_without_console_errors() {
+    let Some(browser) = chromium() else {
+        // .ci/run installs Debian's chromium; in CI its absence is a failure, not a skip.
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "chromium is missing in CI: .ci/run should have installed it"
+        );
+        eprintln!("SKIPPED: no chromium on this machine (apt-get install chromium to run this test)");
+        return;
+    };
+    let mut sweep = common::one_strategy();
+    for (i, run) in sweep.runs.iter_mut().enumerate() {
+        run.sweep_value = Some(i as f64 + 1.0);
+    }
+    sweep.sweep = Some(sim::report::SweepInfo {
+        param: "max-parallelism".into(),
+        values: vec![1.0],
+    });
+    for (name, r) in [
+        ("one", common::one_strategy()),
+        ("five", common::five_strategies()),
+        ("cancelled", common::cancelled_and_failed()),
+        ("sweep", sweep),
+    ] {
+        let dir = temp_dir(name);
+        let written = reports::write_dir(&dir, &r).expect("writes");
+        let (dom, log) = load_in_chromium(&browser, &written.html, name);
+        let attr = |a: &str| -> Option<u32> {
+            let i = dom.find(&format!("{a}=\""))? + a.len() + 2;
+            dom[i..].split('"').next()?.parse().ok()
+        };
+        let (total, drawn) = (attr("data-charts-total"), attr("data-charts-drawn"));
+        assert!(
+            total.is_some_and(|t| t >= 3),
+            "{name}: the page's self-check did not run (a script error?)\n{log}"
+        );
+        assert_eq!(drawn, total, "{name}: some chart has an empty plot area");
+        let console: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
+            .collect();
+        assert!(console.is_empty(), "{name}: console messages: {console:#?}");
+    }
+}
+
+#[test]
+fn markdown_says_who_finished_first_and_who_wasted_most() {
+    let r = common::five_strategies();
+    let md = reports::markdown::render(&r);
+    let first = r
+        .runs
+        .iter()
+        .min_by(|a, b| a.summary.makespan_s.total_cmp(&b.summary.makespan_s))
+        .expect("runs");
+    assert!(md.contains(&format!("**{}** finished first", first.strategy)), "{md}");
+    assert!(md.contains("| strategy | makespan |"));
+    for run in &r.runs {
+        assert!(md.contains(&format!("| {} |", run.strategy)));
+    }
+    let cancelled = reports::markdown::render(&common::cancelled_and_failed());
+    assert!(cancelled.contains("stopped cancelled work within"), "{cancelled}");
+    assert!(cancelled.contains("to recover its pace"), "{cancelled}");
+}
+
+#[test]
+fn regress_passes_identical_reports_and_fails_a_worse_one() {
+    let base = common::one_strategy();
+    let same = compare(&base, &base, &[], 0.05).expect("comparable");
+    assert!(!same.failed());
+    assert_eq!(
+        same.changes.len(),
+        4,
+        "throughput, efficiency, makespan, 429s (no cancellations here)"
+    );
+
+    let mut worse = base.clone();
+    worse.runs[0].summary.throughput_tokens_per_min *= 0.9;
+    worse.runs[0].summary.makespan_s *= 1.03;
+    let cmp = compare(&base, &worse, &[], 0.05).expect("comparable");
+    let regressed: Vec<&str> = cmp.changes.iter().filter(|c| c.regressed).map(|c| c.metric).collect();
+    assert_eq!(
+        regressed,
+        ["throughput"],
+        "a 10% drop exceeds 5%; a 3% longer makespan does not"
+    );
+    assert!(cmp.failed());
+    assert!(
+        !compare(&base, &worse, &["makespan".into()], 0.05)
+            .expect("comparable")
+            .failed()
+    );
+    assert!(
+        compare(&base, &worse, &["makespan".into()], 0.02)
+            .expect("comparable")
+            .failed()
+    );
+}
+
+#[test]
+fn regress_refuses_different_runs_and_unknown_metrics_and_flags_missing_runs() {
+    let base = common::one_strategy();
+    let mut other = base.clone();
+    other.scenario.seed += 1;
+    assert!(
+        compare(&base, &other, &[], 0.05)
+            .expect_err("different seed")
+            .to_string()
+            .contains("different runs")
+    );
+    let e = compare(&base, &base, &["speed".into()], 0.05)
+        .expect_err("unknown metric")
+        .to_string();
+    assert!(e.contains("speed") && e.contains("throughput"), "{e}");
+    let mut empty = base.clone();
+    empty.runs.clear();
+    let cmp = compare(&base, &empty, &[], 0.05).expect("comparable");
+    assert_eq!(cmp.missing, ["fixed"]);
+    assert!(cmp.failed());
+}
+
+#[test]
+fn tolerances_read_as_percent_or_fraction() {
+    assert_eq!(parse_tolerance("5%"), Ok(0.05));
+    assert_eq!(parse_tolerance("0.05"), Ok(0.05));
+    assert!(parse_tolerance("five").is_err());
+    assert!(parse_tolerance("-1%").is_err());
+}
+
+#[test]
+fn report_dir_round_trips_through_report_json() {
+    let r = common::cancelled_and_failed();
+    let dir = temp_dir("roundtrip");
+    reports::write_dir(&dir, &r).expect("writes");
+    let html_before = std::fs::read_to_string(dir.join("report.html")).expect("html");
+    std::fs::remove_file(dir.join("report.html")).expect("rm");
+    reports::rebuild_dir(&dir).expect("rebuilds");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("report.html")).expect("html"),
+        html_before
+    );
+    assert_eq!(reports::read_json(&dir.join("report.json")).expect("reads"), r);
+}
