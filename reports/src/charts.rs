@@ -32,7 +32,9 @@ impl Chart {
     pub fn explanation(&self) -> &'static str {
         match self.id {
             "tokens" => {
-                "Tokens admitted per minute: a strategy that uses its limit well runs along the TPM line without crossing it."
+                "Tokens used (prompt + completion) per minute. TPM is charged as prompt + max_tokens at admission, so use \
+                 stays under the line when answers are shorter than max_tokens; the bucket starts full, so the first \
+                 minute can burst above it."
             }
             "in-flight" => {
                 "Concurrent LLM calls; a lighter line shows the strategy's own concurrency limit where it has one."
@@ -128,7 +130,10 @@ fn err<E: std::fmt::Debug>(e: E) -> ReportError {
 }
 
 /// Keeps at most `MAX_POINTS` points, combining each run of neighbours with `pick`.
-fn downsample(points: Vec<(f64, f64)>, pick: fn(&[(f64, f64)]) -> (f64, f64)) -> Vec<(f64, f64)> {
+/// A point of a series: (x, y).
+type Point = (f64, f64);
+
+fn downsample(points: Vec<Point>, pick: fn(&[Point]) -> Point) -> Vec<Point> {
     if points.len() <= MAX_POINTS {
         return points;
     }
