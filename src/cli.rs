@@ -66,7 +66,7 @@ pub struct RunArgs {
     /// Override the scenario's seed.
     #[arg(long)]
     pub seed: Option<u64>,
-    /// The report folder. Default: out/SCENARIO-NAME.
+    /// The report folder. Default: out/SCENARIO-NAME (out/SCENARIO-NAME-sweep-PARAM for a sweep).
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Print the report as JSON on stdout instead of the table.
@@ -74,30 +74,18 @@ pub struct RunArgs {
     pub json: bool,
 }
 
-/// Arguments of `orchbench sweep`.
+/// Arguments of `orchbench sweep`: those of `run`, and what to vary.
 #[derive(Debug, clap::Args)]
 pub struct SweepArgs {
-    /// A scenario file (TOML), or the name of a built-in scenario.
-    #[arg(default_value = "baseline")]
-    pub scenario: String,
     /// The parameter to vary: max-parallelism, target-tpm, throttle-threshold, tpm or rpm.
     #[arg(long)]
     pub param: String,
     /// Its values, comma-separated (e.g. 1,2,4,8,16).
     #[arg(long, value_delimiter = ',', required = true, num_args = 1..)]
     pub values: Vec<f64>,
-    /// Run only this strategy; repeat for several. Default: every strategy.
-    #[arg(long = "strategy", short = 's', value_name = "NAME")]
-    pub strategies: Vec<String>,
-    /// Override the scenario's seed.
-    #[arg(long)]
-    pub seed: Option<u64>,
-    /// The report folder. Default: out/SCENARIO-NAME-sweep-PARAM.
-    #[arg(long, value_name = "DIR")]
-    pub out: Option<PathBuf>,
-    /// Print the report as JSON on stdout instead of the table.
-    #[arg(long)]
-    pub json: bool,
+    /// Scenario, strategies, seed and output, as for `run`.
+    #[command(flatten)]
+    pub run: RunArgs,
 }
 
 /// Arguments of `orchbench report`.
@@ -271,17 +259,33 @@ pub fn run_sweep(
 }
 
 fn sweep(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let mut scenario = load_scenario(&args.scenario)?;
-    if let Some(seed) = args.seed {
-        scenario.seed = seed;
+    let scenario = args.run.scenario()?;
+    let report = run_sweep(
+        &scenario,
+        &args.param,
+        &args.values,
+        &args.run.strategies,
+        show_progress(),
+    )?;
+    let name = format!("{}-sweep-{}", scenario.name, args.param);
+    let dir = args.run.out.clone().unwrap_or_else(|| PathBuf::from("out").join(name));
+    write_and_print(&report, &dir, args.run.json, out)
+}
+
+impl RunArgs {
+    /// The scenario, with the seed override applied.
+    fn scenario(&self) -> anyhow::Result<Scenario> {
+        let mut scenario = load_scenario(&self.scenario)?;
+        if let Some(seed) = self.seed {
+            scenario.seed = seed;
+        }
+        Ok(scenario)
     }
-    let show_progress = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-    let report = run_sweep(&scenario, &args.param, &args.values, &args.strategies, show_progress)?;
-    let dir = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("out").join(format!("{}-sweep-{}", scenario.name, args.param)));
-    write_and_print(&report, &dir, args.json, out)
+}
+
+/// Progress bars only when a person is watching.
+fn show_progress() -> bool {
+    std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
 }
 
 fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -317,12 +321,8 @@ fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Wr
 }
 
 fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
-    let mut scenario = load_scenario(&args.scenario)?;
-    if let Some(seed) = args.seed {
-        scenario.seed = seed;
-    }
-    let show_progress = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
-    let report = run_scenario(&scenario, &args.strategies, show_progress)?;
+    let scenario = args.scenario()?;
+    let report = run_scenario(&scenario, &args.strategies, show_progress())?;
     let dir = args
         .out
         .clone()

@@ -243,7 +243,9 @@ fn frame<'a>(
         .map_err(err)
 }
 
-fn legend(chart: &mut Cartesian<'_>) -> Result<(), ReportError> {
+fn legend<'a, CT: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
+) -> Result<(), ReportError> {
     chart
         .configure_series_labels()
         .position(SeriesLabelPosition::UpperRight)
@@ -488,14 +490,7 @@ fn bars(
                 base += v;
             }
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK.mix(0.3))
-            .label_font(("sans-serif", 13))
-            .draw()
-            .map_err(err)?;
+        legend(&mut chart)?;
         root.present().map_err(err)?;
     }
     Ok(Chart {

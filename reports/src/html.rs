@@ -5,7 +5,7 @@ use std::fmt::Write;
 
 use sim::ReportFile;
 
-use crate::charts::{self, label};
+use crate::charts;
 use crate::error::ReportError;
 use crate::palette::css;
 use crate::table::secs;
@@ -144,56 +144,19 @@ fn wr(w: &mut String, args: std::fmt::Arguments<'_>) {
 }
 
 fn table(w: &mut String, report: &ReportFile) {
-    let head = [
-        "strategy",
-        "makespan",
-        "ideal",
-        "efficiency",
-        "completed",
-        "failed",
-        "cancelled",
-        "rejected",
-        "requests",
-        "429s",
-        "errors",
-        "retries",
-        "tokens/min",
-        "wasted tokens",
-        "p99 call",
-        "p99 file",
-        "cost",
-    ];
+    let (head, body) = crate::table::rows(report);
     w.push_str("<div class=\"scroll\"><table><thead><tr>");
     for h in head {
-        wr(w, format_args!("<th>{h}</th>"));
+        wr(w, format_args!("<th>{}</th>", escape(h)));
     }
     w.push_str("</tr></thead><tbody>\n");
-    for r in &report.runs {
-        let s = &r.summary;
-        let cells = [
-            secs(s.makespan_s),
-            secs(s.ideal_makespan_s),
-            format!("{:.1}%", s.efficiency * 100.0),
-            s.files_completed.to_string(),
-            s.files_failed.to_string(),
-            s.files_cancelled.to_string(),
-            s.files_rejected.to_string(),
-            s.llm_requests.to_string(),
-            s.llm_throttled.to_string(),
-            s.llm_errors.to_string(),
-            s.retries.to_string(),
-            format!("{:.0}", s.throughput_tokens_per_min),
-            s.tokens_wasted.to_string(),
-            format!("{:.0} ms", s.latency_ms.p99),
-            secs(s.file_latency_s.p99),
-            format!("${:.4}", s.cost.total_usd),
-        ];
+    for (run, (label, cells)) in report.runs.iter().zip(body) {
+        let swatch = css(&run.strategy);
         wr(
             w,
             format_args!(
-                "<tr><td><span class=\"swatch\" style=\"background:{}\"></span>{}</td>",
-                css(&r.strategy),
-                escape(&label(r))
+                "<tr><td><span class=\"swatch\" style=\"background:{swatch}\"></span>{}</td>",
+                escape(&label)
             ),
         );
         for c in cells {

@@ -78,27 +78,16 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
         return vec!["No runs.".into()];
     };
     let s = &first.summary;
-    if runs.len() > 1 {
-        out.push(format!(
-            "**{}** finished first: {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
-            label(first),
-            secs(s.makespan_s),
-            s.files_completed,
-            s.files_total,
-            s.efficiency * 100.0,
-            secs(s.ideal_makespan_s)
-        ));
-    } else {
-        out.push(format!(
-            "**{}** took {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
-            label(first),
-            secs(s.makespan_s),
-            s.files_completed,
-            s.files_total,
-            s.efficiency * 100.0,
-            secs(s.ideal_makespan_s)
-        ));
-    }
+    let verb = if runs.len() > 1 { "finished first:" } else { "took" };
+    out.push(format!(
+        "**{}** {verb} {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
+        label(first),
+        secs(s.makespan_s),
+        s.files_completed,
+        s.files_total,
+        s.efficiency * 100.0,
+        secs(s.ideal_makespan_s)
+    ));
     if let Some(waster) = runs
         .iter()
         .filter(|r| r.summary.tokens_wasted > 0)

@@ -4,43 +4,12 @@ use sim::ReportFile;
 
 /// A plain-text table, one row per run, columns aligned.
 pub fn comparison(report: &ReportFile) -> String {
-    let head = [
-        "strategy",
-        "makespan",
-        "ideal",
-        "effic.",
-        "files ok/fail/cancel/rej",
-        "requests",
-        "429s",
-        "errors",
-        "retries",
-        "tok/min",
-        "wasted tok",
-        "p99 call",
-        "p99 file",
-    ];
+    let (head, body) = rows(report);
     let mut rows: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
-    for run in &report.runs {
-        let s = &run.summary;
-        rows.push(vec![
-            crate::charts::label(run),
-            secs(s.makespan_s),
-            secs(s.ideal_makespan_s),
-            format!("{:.1}%", s.efficiency * 100.0),
-            format!(
-                "{}/{}/{}/{}",
-                s.files_completed, s.files_failed, s.files_cancelled, s.files_rejected
-            ),
-            s.llm_requests.to_string(),
-            s.llm_throttled.to_string(),
-            s.llm_errors.to_string(),
-            s.retries.to_string(),
-            format!("{:.0}", s.throughput_tokens_per_min),
-            s.tokens_wasted.to_string(),
-            format!("{:.0}ms", s.latency_ms.p99),
-            secs(s.file_latency_s.p99),
-        ]);
-    }
+    rows.extend(
+        body.into_iter()
+            .map(|(label, cells)| std::iter::once(label).chain(cells).collect()),
+    );
     let widths: Vec<usize> = (0..head.len())
         .map(|c| rows.iter().map(|r| r[c].chars().count()).max().unwrap_or(0))
         .collect();
@@ -65,6 +34,54 @@ pub fn comparison(report: &ReportFile) -> String {
         }
     }
     out
+}
+
+/// The comparison's column headers, and per run its label and the other cells: the one
+/// definition of the table that the terminal and the HTML page both show.
+pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>)>) {
+    let head = vec![
+        "strategy",
+        "makespan",
+        "ideal",
+        "effic.",
+        "files ok/fail/cancel/rej",
+        "requests",
+        "429s",
+        "errors",
+        "retries",
+        "tok/min",
+        "wasted tok",
+        "p99 call",
+        "p99 file",
+        "cost",
+    ];
+    let body = report
+        .runs
+        .iter()
+        .map(|run| {
+            let s = &run.summary;
+            let cells = vec![
+                secs(s.makespan_s),
+                secs(s.ideal_makespan_s),
+                format!("{:.1}%", s.efficiency * 100.0),
+                format!(
+                    "{}/{}/{}/{}",
+                    s.files_completed, s.files_failed, s.files_cancelled, s.files_rejected
+                ),
+                s.llm_requests.to_string(),
+                s.llm_throttled.to_string(),
+                s.llm_errors.to_string(),
+                s.retries.to_string(),
+                format!("{:.0}", s.throughput_tokens_per_min),
+                s.tokens_wasted.to_string(),
+                format!("{:.0}ms", s.latency_ms.p99),
+                secs(s.file_latency_s.p99),
+                format!("${:.4}", s.cost.total_usd),
+            ];
+            (crate::charts::label(run), cells)
+        })
+        .collect();
+    (head, body)
 }
 
 /// Seconds in a readable unit: `950ms`, `42.3s`, `12m05s`, `2h03m`.
