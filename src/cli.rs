@@ -48,6 +48,11 @@ pub enum Command {
     /// status: 0 when nothing regressed, 1 when a watched metric got worse by more than
     /// --max-drop (or a run is missing), 2 when the reports cannot be compared.
     Regress(RegressArgs),
+    /// Serve the mock OpenAI-compatible API (the same as the `mock-llm` binary).
+    ///
+    /// Enforces TPM/RPM the way OpenAI (or Azure) does, with configurable latency and faults; see
+    /// --help for every setting. Stops on SIGINT or SIGTERM.
+    MockLlm(mock_llm::server::cli::Args),
     /// List the built-in scenarios.
     Scenarios,
     /// List the strategies.
@@ -115,6 +120,10 @@ pub struct RegressArgs {
 pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run(args) => run(&args, out),
+        Command::MockLlm(args) => {
+            mock_llm::server::cli::run_blocking(&args, out)?;
+            Ok(0)
+        }
         Command::Sweep(args) => sweep(&args, out),
         Command::Regress(args) => {
             let baseline = reports::read_json(&args.baseline)?;

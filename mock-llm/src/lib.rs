@@ -8,19 +8,27 @@
 //! - [`limiter`]: continuously refilling buckets (OpenAI) and fixed windows (Azure);
 //! - [`headers`]: the `x-ratelimit-*` values and OpenAI's duration format;
 //! - [`verdict`]: the deterministic validation result per chunk;
-//! - [`rng`]: the seeded generator every orchbench crate draws from.
+//! - [`rng`]: the seeded generator every orchbench crate draws from;
+//! - [`error`]: the error type, [`MockError`];
+//! - `server` (feature `server`): the OpenAI-compatible HTTP server around the model.
 
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod error;
 pub mod headers;
 pub mod limiter;
 pub mod provider;
 pub mod rng;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod verdict;
 
 pub use config::{LatencyConfig, Profile, ProviderConfig, TpmCharge};
+pub use error::MockError;
 pub use headers::RateLimitHeaders;
 pub use limiter::LimitKind;
-pub use provider::{Admission, Admitted, Failed, FailureKind, ModelRequest, Provider, ProviderStats, Throttled, Usage};
+pub use provider::{
+    Admission, Admitted, Failed, FailureKind, ModelRequest, Provider, ProviderStats, Slot, Throttled, Usage,
+};
 pub use verdict::Verdict;

@@ -4,14 +4,13 @@
 //! returns a decision, with no clock and no I/O inside. The simulated backend calls it in-process;
 //! the HTTP server wraps the very same model.
 
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::BTreeSet;
 use std::num::NonZeroU64;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Profile, ProviderConfig};
+use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
 use crate::headers::RateLimitHeaders;
 use crate::limiter::{Bucket, Limit, LimitKind, Window};
 use crate::rng::{SimRng, derive_seed};
@@ -72,6 +71,15 @@ pub struct Admitted {
     pub verdict: Verdict,
     /// Rate-limit values after this request was charged.
     pub headers: RateLimitHeaders,
+    /// The generation slot it holds, with a capacity configured (see [`Provider::release`]).
+    pub slot: Option<Slot>,
+}
+
+/// A generation slot held by an admitted request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Slot {
+    end: Duration,
+    id: u64,
 }
 
 /// A request refused by a rate limit.
@@ -161,7 +169,10 @@ pub struct Provider {
     tokens: Option<Limit>,
     rng: SimRng,
     verdict_seed: u64,
-    busy_until: BinaryHeap<Reverse<Duration>>,
+    /// Generation slots in use, as (end, slot id): ordered, so the earliest to free is first, and
+    /// removable, so a client that disconnects frees its slot.
+    busy: BTreeSet<(Duration, u64)>,
+    next_slot: u64,
     next_change: usize,
     stats: ProviderStats,
 }
@@ -176,7 +187,8 @@ impl Provider {
             tokens: None,
             rng,
             verdict_seed,
-            busy_until: BinaryHeap::new(),
+            busy: BTreeSet::new(),
+            next_slot: 0,
             next_change: 0,
             stats: ProviderStats::default(),
             config,
@@ -362,7 +374,7 @@ impl Provider {
             .latency
             .nominal(completion)
             .mul_f64(self.config.latency.noise_factor(z));
-        let queued = self.queue_for_capacity(now, service);
+        let (queued, slot) = self.queue_for_capacity(now, service);
         let usage = Usage {
             prompt_tokens: req.prompt_tokens,
             completion_tokens: completion,
@@ -376,6 +388,7 @@ impl Provider {
             truncated: completion < req.completion_tokens,
             verdict: self.verdict(req.key),
             headers,
+            slot,
         })
     }
 
@@ -384,21 +397,58 @@ impl Provider {
         Verdict::for_chunk(self.verdict_seed, key, self.config.invalid_rate.0)
     }
 
-    /// With a capacity, a generation starts when a slot is free (FIFO); returns the wait.
-    fn queue_for_capacity(&mut self, now: Duration, service: Duration) -> Duration {
+    /// With a capacity, a generation starts when a slot is free (FIFO); returns the wait and the
+    /// slot it holds.
+    fn queue_for_capacity(&mut self, now: Duration, service: Duration) -> (Duration, Option<Slot>) {
         let Some(cap) = self.config.capacity else {
-            return Duration::ZERO;
+            return (Duration::ZERO, None);
         };
-        while self.busy_until.peek().is_some_and(|Reverse(t)| *t <= now) {
-            self.busy_until.pop();
+        while self.busy.first().is_some_and(|(end, _)| *end <= now) {
+            self.busy.pop_first();
         }
-        let start = if (self.busy_until.len() as u64) < cap.get() {
+        let start = if (self.busy.len() as u64) < cap.get() {
             now
         } else {
-            self.busy_until.pop().map_or(now, |Reverse(t)| t)
+            self.busy.pop_first().map_or(now, |(end, _)| end)
         };
-        self.busy_until.push(Reverse(start + service));
-        start - now
+        self.next_slot += 1;
+        let slot = Slot {
+            end: start + service,
+            id: self.next_slot,
+        };
+        self.busy.insert((slot.end, slot.id));
+        (start - now, Some(slot))
+    }
+
+    /// Frees a generation slot early (its client went away).
+    pub fn release(&mut self, slot: Slot) {
+        self.busy.remove(&(slot.end, slot.id));
+    }
+
+    /// Fails every request from `start` to `end` with `status` (an admin call).
+    pub fn add_outage(&mut self, start: Duration, end: Duration, status: u16) {
+        self.config
+            .schedule
+            .outages
+            .push(crate::config::Outage { start, end, status });
+    }
+
+    /// Changes latency and fault settings from now on (an admin call).
+    pub fn set_behaviour(
+        &mut self,
+        latency: Option<LatencyConfig>,
+        error_rate: Option<Probability>,
+        hang_rate: Option<Probability>,
+    ) {
+        if let Some(l) = latency {
+            self.config.latency = l;
+        }
+        if let Some(e) = error_rate {
+            self.config.error_rate = e;
+        }
+        if let Some(h) = hang_rate {
+            self.config.hang_rate = h;
+        }
     }
 }
 
@@ -546,6 +596,22 @@ mod tests {
             })
             .collect();
         assert_eq!(lat, [1150, 2300, 3450].map(Duration::from_millis));
+    }
+
+    #[test]
+    fn a_released_slot_is_free_for_the_next_request() {
+        // One slot: a client that goes away frees it, so the next request does not queue.
+        let mut c = cfg(None, None);
+        c.capacity = NonZeroU64::new(1);
+        let mut p = Provider::new(c);
+        let Admission::Admitted(first) = p.admit(T0, &req(10, 100)) else {
+            panic!()
+        };
+        p.release(first.slot.expect("a slot with a capacity"));
+        let Admission::Admitted(second) = p.admit(T0, &req(10, 100)) else {
+            panic!()
+        };
+        assert_eq!(second.queued, Duration::ZERO);
     }
 
     #[test]

@@ -1,0 +1,449 @@
+//! The mock server over real HTTP on 127.0.0.1:0: headers and 429s match the model, streaming
+//! arrives in order with its timing, keys and organizations, admin calls, and every bad input gets
+//! its status and OpenAI-shaped body without disturbing the counters.
+
+use std::num::NonZeroU64;
+use std::time::{Duration, Instant};
+
+use futures_util::StreamExt;
+use mock_llm::config::{LatencyConfig, Millis, Probability, Profile, ProviderConfig};
+use mock_llm::headers::parse_go_duration;
+use mock_llm::server::{self, COMPLETION_HINT, ServerConfig, Tokenizer};
+use serde_json::{Value, json};
+
+fn provider(tpm: Option<u64>, rpm: Option<u64>, base_ms: f64, per_token_ms: f64) -> ProviderConfig {
+    ProviderConfig {
+        tpm: tpm.and_then(NonZeroU64::new),
+        rpm: rpm.and_then(NonZeroU64::new),
+        latency: LatencyConfig {
+            base_ms: Millis(base_ms),
+            per_output_token_ms: Millis(per_token_ms),
+            sigma: Millis(0.0),
+            reject_ms: Millis(0.0),
+        },
+        ..ProviderConfig::default()
+    }
+}
+
+fn body(prompt: &str, max_tokens: i64) -> Value {
+    json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": prompt }], "max_tokens": max_tokens })
+}
+
+async fn post(c: &reqwest::Client, url: &str, b: &Value) -> reqwest::Response {
+    c.post(format!("{url}/v1/chat/completions"))
+        .json(b)
+        .send()
+        .await
+        .expect("the server answers")
+}
+
+fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
+    r.headers()
+        .get(name)
+        .unwrap_or_else(|| panic!("missing header {name}"))
+        .to_str()
+        .expect("ascii")
+}
+
+#[tokio::test]
+async fn answers_carry_the_models_rate_limit_headers_and_usage() {
+    let s = server::start(
+        ServerConfig::new(provider(Some(10_000), Some(60), 20.0, 0.0)),
+        "127.0.0.1:0",
+    )
+    .await
+    .expect("starts");
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/v1/chat/completions", s.url()))
+        .header(COMPLETION_HINT, "7")
+        .json(&body("hello world", 100))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    // The prompt "hello world" is 9 tokens with the chat overhead; charge 9 + 100 of 10,000.
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "10000");
+    assert_eq!(header(&r, "x-ratelimit-remaining-tokens"), "9891");
+    assert_eq!(header(&r, "x-ratelimit-limit-requests"), "60");
+    assert_eq!(header(&r, "x-ratelimit-remaining-requests"), "59");
+    // Resets are Go durations: 109 tokens at 10,000/min refill in 654 ms; one request in 1 s.
+    let reset = parse_go_duration(header(&r, "x-ratelimit-reset-tokens")).expect("go duration");
+    assert!(
+        reset >= Duration::from_millis(640) && reset <= Duration::from_millis(660),
+        "{reset:?}"
+    );
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["object"], "chat.completion");
+    assert_eq!(
+        v["usage"],
+        json!({ "prompt_tokens": 9, "completion_tokens": 7, "total_tokens": 16 })
+    );
+    assert_eq!(v["choices"][0]["finish_reason"], "stop");
+    let content = v["choices"][0]["message"]["content"].as_str().expect("content");
+    assert!(
+        mock_llm::Verdict::parse(content).is_some(),
+        "the content is the validator's verdict: {content}"
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_throttled_request_gets_openais_429_and_is_admitted_at_its_retry_after() {
+    // 60,000 TPM refills 1,000 tokens a second. A first request of 59,700 tokens (9 + 59,691)
+    // leaves 300; a second of 800 (9 + 791) lacks 500, which takes 0.5 s to refill.
+    let s = server::start(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let c = reqwest::Client::new();
+    assert_eq!(post(&c, &s.url(), &body("hello world", 59_691)).await.status(), 200);
+    let second = body("hello world", 791);
+    let r = post(&c, &s.url(), &second).await;
+    assert_eq!(r.status(), 429);
+    let ms: u64 = header(&r, "retry-after-ms").parse().expect("integer ms");
+    let secs: u64 = header(&r, "retry-after").parse().expect("integer s");
+    assert_eq!(secs, ms.div_ceil(1000));
+    assert!(
+        (400..=500).contains(&ms),
+        "500 tokens at 1,000/s, less the time since the first request: {ms} ms"
+    );
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "rate_limit_exceeded");
+    assert_eq!(v["error"]["type"], "tokens");
+    let msg = v["error"]["message"].as_str().expect("message");
+    assert!(msg.starts_with("Rate limit reached for gpt-4o-mini in organization org-orchbench on tokens per min (TPM): Limit 60000, Used"), "{msg}");
+    assert!(msg.contains("Requested 800. Please try again in"), "{msg}");
+    // Retried exactly when the server said, with nothing else arriving: admitted.
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+    assert_eq!(post(&c, &s.url(), &second).await.status(), 200);
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_request_larger_than_the_limit_is_refused_for_good() {
+    let s = server::start(ServerConfig::new(provider(Some(100), None, 0.0, 0.0)), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let r = post(&reqwest::Client::new(), &s.url(), &body("hi", 500)).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "x-should-retry"), "false");
+    let v: Value = r.json().await.expect("json");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .starts_with("Request too large for gpt-4o-mini")
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn azure_profile_answers_with_azures_body() {
+    // An explicit RPM, so that the token window (not the derived 6 RPM) is what refuses.
+    let mut p = provider(Some(1_000), Some(6_000), 0.0, 0.0);
+    p.profile = Profile::Azure;
+    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let c = reqwest::Client::new();
+    let mut last = None;
+    for _ in 0..5 {
+        let r = post(&c, &s.url(), &body("hello world", 291)).await;
+        if r.status() == 429 {
+            last = Some(r);
+            break;
+        }
+    }
+    let r = last.expect("1,000 TPM per minute window refuses the fourth 300-token request");
+    assert!(r.headers().contains_key("retry-after-ms"));
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "429", "Azure's code is the string \"429\"");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .expect("m")
+            .contains("exceeded token rate limit")
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn streaming_arrives_in_order_with_the_configured_timing() {
+    // 200 ms to the first token, then 20 tokens 10 ms apart: about 400 ms in all.
+    let s = server::start(ServerConfig::new(provider(None, None, 200.0, 10.0)), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let mut b = body("hello world", 100);
+    b["stream"] = json!(true);
+    b["stream_options"] = json!({ "include_usage": true });
+    let c = reqwest::Client::new();
+    let started = Instant::now();
+    let r = c
+        .post(format!("{}/v1/chat/completions", s.url()))
+        .header(COMPLETION_HINT, "20")
+        .json(&b)
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(header(&r, "content-type"), "text/event-stream");
+    let mut stream = r.bytes_stream();
+    let mut buf = String::new();
+    let mut first_at = None;
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(std::str::from_utf8(&chunk.expect("chunk")).expect("utf-8"));
+        first_at.get_or_insert_with(|| started.elapsed());
+    }
+    let total = started.elapsed();
+    let events: Vec<&str> = buf
+        .split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").expect("SSE data lines"))
+        .collect();
+    assert_eq!(*events.last().expect("events"), "[DONE]");
+    let json: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).expect("chunk json"))
+        .collect();
+    assert_eq!(json[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = json
+        .iter()
+        .filter_map(|c| c["choices"].get(0)?["delta"]["content"].as_str())
+        .collect();
+    assert!(
+        mock_llm::Verdict::parse(&text).is_some(),
+        "the pieces join into the verdict: {text}"
+    );
+    let finish: Vec<&Value> = json
+        .iter()
+        .filter_map(|c| c["choices"].get(0).map(|x| &x["finish_reason"]))
+        .filter(|f| !f.is_null())
+        .collect();
+    assert_eq!(finish, [&json!("stop")]);
+    assert_eq!(json.last().expect("usage chunk")["usage"]["completion_tokens"], 20);
+    let first = first_at.expect("a first chunk");
+    assert!(first >= Duration::from_millis(190), "first token after {first:?}");
+    assert!(
+        total >= Duration::from_millis(380) && total < Duration::from_secs(3),
+        "whole stream took {total:?}"
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn bad_input_gets_openais_errors_and_leaves_the_counters_alone() {
+    let mut cfg = ServerConfig::new(provider(Some(1_000), None, 0.0, 0.0));
+    cfg.max_body_bytes = 4096;
+    cfg.tokenizer = Tokenizer::Chars4;
+    let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", s.url());
+    let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
+        (c.post(&url).body("{not json"), 400, "invalid_request_error"),
+        (
+            c.post(&url).json(&json!({ "messages": [] })),
+            400,
+            "invalid_request_error",
+        ),
+        (
+            c.post(&url)
+                .json(&json!({ "model": "gpt-4o-mini", "messages": [{ "role": 5 }] })),
+            400,
+            "invalid_request_error",
+        ),
+        (c.post(&url).json(&body("x", -5)), 400, "invalid_request_error"),
+        (
+            c.post(&url)
+                .json(&json!({ "model": "gpt-9", "messages": [{ "role": "user", "content": "x" }] })),
+            404,
+            "invalid_request_error",
+        ),
+        (c.post(&url).body("x".repeat(10_000)), 413, "invalid_request_error"),
+    ];
+    for (req, status, kind) in cases {
+        let r = req.send().await.expect("answers");
+        assert_eq!(r.status().as_u16(), status);
+        let v: Value = r.json().await.expect("an OpenAI error body");
+        assert_eq!(v["error"]["type"], kind, "{v}");
+    }
+    // None of that touched the limits: the whole bucket is still there.
+    let r = post(&c, &s.url(), &body("x", 10)).await;
+    assert_eq!(r.status(), 200);
+    let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens").parse().expect("n");
+    assert!(remaining >= 1_000 - 20, "{remaining}");
+    let metrics = c
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("mock_llm_requests_total{status=\"400\"} 4"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("mock_llm_requests_total{status=\"200\"} 1"),
+        "{metrics}"
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn keys_are_organizations_with_their_own_limits_and_required_keys_are_enforced() {
+    let mut cfg = ServerConfig::new(provider(Some(600), None, 0.0, 0.0));
+    cfg.keys = vec![
+        ("sk-alpha-000000".into(), "org-alpha".into()),
+        ("sk-beta-0000000".into(), "org-beta".into()),
+    ];
+    cfg.require_key = true;
+    let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", s.url());
+    let send = |key: Option<&str>| {
+        let mut r = c.post(&url).json(&body("hello world", 291));
+        if let Some(k) = key {
+            r = r.bearer_auth(k);
+        }
+        r.send()
+    };
+    let r = send(None).await.expect("answers");
+    assert_eq!(r.status(), 401);
+    let r = send(Some("sk-wrong-key-123")).await.expect("answers");
+    assert_eq!(r.status(), 401);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "invalid_api_key");
+    // org-alpha spends its whole 600 TPM on two requests; org-beta is untouched.
+    for _ in 0..2 {
+        assert_eq!(send(Some("sk-alpha-000000")).await.expect("answers").status(), 200);
+    }
+    let r = send(Some("sk-alpha-000000")).await.expect("answers");
+    assert_eq!(r.status(), 429);
+    assert_eq!(header(&r, "openai-organization"), "org-alpha");
+    let r = send(Some("sk-beta-0000000")).await.expect("answers");
+    assert_eq!(
+        (r.status().as_u16(), header(&r, "openai-organization")),
+        (200, "org-beta")
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn admin_calls_change_limits_and_cause_outages_while_running() {
+    let s = server::start(ServerConfig::new(provider(Some(600), None, 0.0, 0.0)), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let c = reqwest::Client::new();
+    let r = c
+        .post(format!("{}/admin/config", s.url()))
+        .json(&json!({ "tpm": 100000 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    let r = post(&c, &s.url(), &body("hi", 10)).await;
+    assert_eq!(header(&r, "x-ratelimit-limit-tokens"), "100000");
+    let r = c
+        .post(format!("{}/admin/config", s.url()))
+        .json(&json!({ "tmp": 5 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 400, "unknown admin keys are refused");
+    let r = c
+        .post(format!("{}/admin/outage", s.url()))
+        .json(&json!({ "seconds": 30, "status": 503 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    let r = post(&c, &s.url(), &body("hi", 10)).await;
+    assert_eq!(r.status(), 503);
+    let v: Value = r.json().await.expect("json");
+    assert_eq!(v["error"]["code"], "server_is_overloaded");
+    let models: Value = c
+        .get(format!("{}/v1/models", s.url()))
+        .send()
+        .await
+        .expect("answers")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(models["data"][0]["id"], "gpt-4o-mini");
+    assert_eq!(
+        c.get(format!("{}/healthz", s.url()))
+            .send()
+            .await
+            .expect("answers")
+            .text()
+            .await
+            .expect("text"),
+        "ok"
+    );
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_frees_its_slot() {
+    // One generation slot, 2 s per answer. The first client gives up after 100 ms; the second
+    // must then be answered in about 2 s, not 4 s (which it would be if the slot stayed taken).
+    let mut p = provider(None, None, 2_000.0, 0.0);
+    p.capacity = NonZeroU64::new(1);
+    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let c = reqwest::Client::new();
+    let url = format!("{}/v1/chat/completions", s.url());
+    let gave_up = c
+        .post(&url)
+        .json(&body("hi", 10))
+        .timeout(Duration::from_millis(100))
+        .send()
+        .await;
+    assert!(gave_up.is_err(), "the first client times out");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    let r = c.post(&url).json(&body("hi", 10)).send().await.expect("answers");
+    assert_eq!(r.status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(3_000),
+        "the freed slot serves the next request at once: {took:?}"
+    );
+    let metrics = c
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(metrics.contains("mock_llm_in_flight 0"), "{metrics}");
+    s.stop().await.expect("stops");
+}
+
+#[tokio::test]
+async fn hung_requests_end_when_the_server_stops() {
+    let mut p = provider(None, None, 0.0, 0.0);
+    p.hang_rate = Probability(1.0);
+    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
+        .await
+        .expect("starts");
+    let url = format!("{}/v1/chat/completions", s.url());
+    let pending = tokio::spawn(async move {
+        reqwest::Client::new()
+            .post(url)
+            .json(&body("hi", 10))
+            .send()
+            .await
+            .map(|r| r.status().as_u16())
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(!pending.is_finished(), "a hung request does not answer");
+    tokio::time::timeout(Duration::from_secs(5), s.stop())
+        .await
+        .expect("stopping does not wait for hung requests")
+        .expect("stops");
+    let status = pending.await.expect("joins");
+    assert!(matches!(status, Ok(503) | Err(_)), "{status:?}");
+}
