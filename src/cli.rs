@@ -77,6 +77,20 @@ pub struct RunArgs {
     /// Print the report as JSON on stdout instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Run in real time over real HTTP instead of simulated time. Without --endpoint, a mock
+    /// server with the scenario's provider settings is started in-process on 127.0.0.1.
+    #[arg(long)]
+    pub live: bool,
+    /// With --live: an OpenAI-compatible API base, e.g. https://api.openai.com/v1.
+    #[arg(long, value_name = "URL", requires = "live")]
+    pub endpoint: Option<String>,
+    /// With --live: the environment variable holding the API key.
+    #[arg(long, value_name = "VAR", requires = "live")]
+    pub api_key_env: Option<String>,
+    /// With --live: run the scenario K times faster (every duration divided by K), so an hour-long
+    /// scenario can be checked live in minutes. Reports stay in scenario time.
+    #[arg(long, value_name = "K", requires = "live", default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 /// Arguments of `orchbench sweep`: those of `run`, and what to vary.
@@ -202,6 +216,7 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
     for strategy in list {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
         let opts = RunOptions {
+            time_scale: 1.0,
             progress: show_progress.then(|| progress_callback(&bar, strategy.name())),
         };
         let started = Instant::now();
@@ -331,10 +346,117 @@ fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Wr
 
 fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let scenario = args.scenario()?;
-    let report = run_scenario(&scenario, &args.strategies, show_progress())?;
+    let report = match Live::from_args(args)? {
+        Some(live) => run_scenario_live(&scenario, &args.strategies, &live)?,
+        None => run_scenario(&scenario, &args.strategies, show_progress())?,
+    };
     let dir = args
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("out").join(&scenario.name));
     write_and_print(&report, &dir, args.json, out)
+}
+
+/// How a live run reaches its LLM.
+#[derive(Clone, Debug)]
+pub struct Live {
+    /// An OpenAI-compatible API base; `None` starts the bundled mock in-process.
+    pub endpoint: Option<String>,
+    /// The API key, if any.
+    pub api_key: Option<String>,
+    /// Time scale K (> 0).
+    pub time_scale: f64,
+}
+
+impl Live {
+    fn from_args(args: &RunArgs) -> anyhow::Result<Option<Live>> {
+        if !args.live {
+            return Ok(None);
+        }
+        if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
+            anyhow::bail!("--time-scale must be a number > 0, not {}", args.time_scale);
+        }
+        let api_key = match &args.api_key_env {
+            Some(var) => {
+                Some(std::env::var(var).with_context(|| format!("--api-key-env {var}: the variable is not set"))?)
+            }
+            None => None,
+        };
+        Ok(Some(Live {
+            endpoint: args.endpoint.clone(),
+            api_key,
+            time_scale: args.time_scale,
+        }))
+    }
+}
+
+/// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
+/// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
+pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
+    let list = if names.is_empty() {
+        strategies::all(scenario)?
+    } else {
+        names
+            .iter()
+            .map(|n| strategies::build(n, scenario))
+            .collect::<Result<Vec<_>, _>>()?
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut runs = Vec::with_capacity(list.len());
+    for strategy in list {
+        let started = Instant::now();
+        let mut report = rt.block_on(async {
+            let mut provider = scenario.provider_config();
+            provider.time_scale = live.time_scale;
+            let (base_url, server) = match &live.endpoint {
+                Some(url) => (url.clone(), None),
+                None => {
+                    let s =
+                        mock_llm::server::start(mock_llm::server::ServerConfig::new(provider), "127.0.0.1:0").await?;
+                    (format!("{}/v1", s.url()), Some(s))
+                }
+            };
+            let backend = sim::http::HttpBackend::new(sim::http::HttpConfig {
+                base_url,
+                api_key: live.api_key.clone(),
+                model: scenario.provider.model.clone(),
+                timeout: scenario.client.request_timeout.0.div_f64(live.time_scale),
+                stream: scenario.client.stream,
+                time_scale: live.time_scale,
+            })?;
+            let run = |ctx: sim::RunContext| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
+                strategy.run(ctx)
+            };
+            let opts = RunOptions {
+                progress: None,
+                time_scale: live.time_scale,
+            };
+            let start = tokio::time::Instant::now();
+            let report = sim::execute(
+                scenario,
+                strategy.name(),
+                sim::Mode::Live,
+                std::sync::Arc::new(backend),
+                start,
+                &run,
+                &opts,
+            )
+            .await;
+            if let Some(s) = server {
+                s.stop().await?;
+            }
+            anyhow::Ok(report?)
+        })?;
+        report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
+        runs.push(report);
+    }
+    Ok(ReportFile {
+        schema_version: sim::report::SCHEMA_VERSION,
+        scenario: scenario.info(),
+        runs,
+        sweep: None,
+    })
 }

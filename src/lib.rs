@@ -11,4 +11,4 @@
 pub mod builtin;
 pub mod cli;
 
-pub use cli::{Cli, execute, load_scenario, run_scenario, run_sweep};
+pub use cli::{Cli, Live, execute, load_scenario, run_scenario, run_scenario_live, run_sweep};

@@ -60,6 +60,15 @@ pub struct ProviderConfig {
     /// Changes over time (outages, limit changes), filled in from a scenario's timeline.
     #[serde(skip)]
     pub schedule: Schedule,
+    /// How much faster than real time the model runs: with K, the model sees `now × K` and every
+    /// duration it answers with is divided by K, so a scenario runs K times faster with the same
+    /// dynamics (`orchbench run --live --time-scale K`). Default 1.
+    #[serde(skip, default = "one")]
+    pub time_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
 }
 
 impl Default for ProviderConfig {
@@ -79,6 +88,7 @@ impl Default for ProviderConfig {
             invalid_rate: default_invalid_rate(),
             seed: 0,
             schedule: Schedule::default(),
+            time_scale: 1.0,
         }
     }
 }

@@ -275,7 +275,41 @@ impl Provider {
     /// Order: outage (nothing charged), request too large, rate limits (nothing charged when
     /// refused), charge, then random failure or hang (charged: failed requests count against the
     /// limit, per the OpenAI cookbook), then latency with queueing for capacity.
+    ///
+    /// With a time scale K (see [`ProviderConfig::time_scale`]), `now` is real time: the model
+    /// decides at `now × K` and every duration in the answer is divided by K.
     pub fn admit(&mut self, now: Duration, req: &ModelRequest) -> Admission {
+        let k = self.config.time_scale;
+        if k == 1.0 {
+            return self.admit_at(now, req);
+        }
+        let mut a = self.admit_at(now.mul_f64(k), req);
+        let real = |d: Duration| d.div_f64(k);
+        let headers = |h: &mut RateLimitHeaders| {
+            h.reset_requests = h.reset_requests.map(real);
+            h.reset_tokens = h.reset_tokens.map(real);
+        };
+        match &mut a {
+            Admission::Admitted(x) => {
+                x.latency = real(x.latency);
+                x.queued = real(x.queued);
+                headers(&mut x.headers);
+            }
+            Admission::Throttled(x) => {
+                x.retry_after = real(x.retry_after);
+                x.after = real(x.after);
+                headers(&mut x.headers);
+            }
+            Admission::Failed(x) => {
+                x.after = x.after.map(real);
+                headers(&mut x.headers);
+            }
+        }
+        a
+    }
+
+    /// [`Provider::admit`] in model time.
+    fn admit_at(&mut self, now: Duration, req: &ModelRequest) -> Admission {
         self.apply_schedule(now);
         let reject = self.config.latency.reject();
         if let Some(o) = self
@@ -612,6 +646,32 @@ mod tests {
             panic!()
         };
         assert_eq!(second.queued, Duration::ZERO);
+    }
+
+    #[test]
+    fn a_time_scaled_provider_runs_faster_with_the_same_decisions() {
+        // At K = 10, 30 s of model time pass in 3 s: a request that would wait 30 s waits 3 s,
+        // and latencies shrink tenfold.
+        let mut c = cfg(Some(1000), None);
+        c.time_scale = 10.0;
+        let mut p = Provider::new(c);
+        let Admission::Admitted(a) = p.admit(T0, &req(300, 200)) else {
+            panic!()
+        };
+        assert_eq!(
+            a.latency,
+            Duration::from_millis(190),
+            "(400 ms + 15 ms × 100 tokens) / 10"
+        );
+        assert!(matches!(p.admit(T0, &req(300, 200)), Admission::Admitted(_)));
+        let Admission::Throttled(t) = p.admit(T0, &req(300, 200)) else {
+            panic!()
+        };
+        assert_eq!(t.retry_after, Duration::from_secs(3));
+        assert!(matches!(
+            p.admit(Duration::from_secs(3), &req(300, 200)),
+            Admission::Admitted(_)
+        ));
     }
 
     #[test]

@@ -457,6 +457,7 @@ struct Shared {
     rng: Mutex<SimRng>,
     tasks: Mutex<Vec<AbortHandle>>,
     progress: Option<ProgressFn>,
+    time_scale: f64,
 }
 
 /// What a strategy sees of a run. Cheap to clone (one `Arc`).
@@ -498,6 +499,7 @@ impl RunContext {
         workload: Arc<Workload>,
         start: Instant,
         progress: Option<ProgressFn>,
+        time_scale: f64,
     ) -> Self {
         let state = State::new(workload.clone(), scenario.quotas, scenario.results);
         RunContext {
@@ -511,6 +513,7 @@ impl RunContext {
                 rng: Mutex::new(SimRng::new(derive_seed(scenario.seed, "strategy"))),
                 tasks: Mutex::new(Vec::new()),
                 progress,
+                time_scale,
             }),
         }
     }
@@ -544,8 +547,30 @@ impl RunContext {
     }
 
     /// Time since the run started (virtual in simulated runs).
+    ///
+    /// In a live run at time scale K, this is scenario time: real time × K.
     pub fn now(&self) -> Duration {
-        Instant::now().saturating_duration_since(self.shared.start)
+        let real = Instant::now().saturating_duration_since(self.shared.start);
+        if self.shared.time_scale == 1.0 {
+            real
+        } else {
+            real.mul_f64(self.shared.time_scale)
+        }
+    }
+
+    /// Sleeps for `d` of scenario time (real time / K in a live run at time scale K). Strategies
+    /// sleep with this, so that their own delays scale with the scenario.
+    pub async fn sleep(&self, d: Duration) {
+        tokio::time::sleep(self.real(d)).await;
+    }
+
+    /// Real time for `d` of scenario time.
+    pub fn real(&self, d: Duration) -> Duration {
+        if self.shared.time_scale == 1.0 {
+            d
+        } else {
+            d.div_f64(self.shared.time_scale)
+        }
     }
 
     /// The run's time zero.

@@ -32,6 +32,15 @@ pub type StrategyFn<'a> = dyn Fn(RunContext) -> Pin<Box<dyn Future<Output = ()> 
 pub struct RunOptions {
     /// Called with progress now and then.
     pub progress: Option<ProgressFn>,
+    /// Live runs only: the scenario runs this many times faster than real time (every duration
+    /// divided by it). 1 (or 0, the default) means real time.
+    pub time_scale: f64,
+}
+
+impl RunOptions {
+    fn scale(&self) -> f64 {
+        if self.time_scale > 0.0 { self.time_scale } else { 1.0 }
+    }
 }
 
 impl std::fmt::Debug for RunOptions {
@@ -76,13 +85,20 @@ pub async fn execute(
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
     let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
-    let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts.progress.clone());
+    let ctx = RunContext::new(
+        scenario,
+        backend,
+        workload.clone(),
+        start,
+        opts.progress.clone(),
+        opts.scale(),
+    );
     let (crash_tx, crash_rx) = mpsc::unbounded_channel();
     let mut background = JoinSet::new();
     background.spawn(arrivals(ctx.clone()));
     background.spawn(timeline(ctx.clone(), scenario.clone(), crash_tx));
     let limit = scenario.time_limit.0;
-    let finished = tokio::time::timeout(limit, drive(&ctx, strategy, crash_rx)).await;
+    let finished = tokio::time::timeout(ctx.real(limit), drive(&ctx, strategy, crash_rx)).await;
     background.abort_all();
     ctx.abort_tasks().await;
     if finished.is_err() {
@@ -109,7 +125,7 @@ async fn drive(ctx: &RunContext, strategy: &StrategyFn<'_>, mut crashes: mpsc::U
         let now = ctx.now();
         ctx.lock().crash(now);
         ctx.abort_tasks().await;
-        tokio::time::sleep(crash.restart_after.0).await;
+        ctx.sleep(crash.restart_after.0).await;
         let now = ctx.now();
         ctx.with_state(|st| st.restart(now));
     }
@@ -119,7 +135,7 @@ async fn arrivals(ctx: RunContext) {
     let start = ctx.start();
     let files: Vec<_> = ctx.workload().files().iter().map(|f| (f.id, f.arrival)).collect();
     for (id, at) in files {
-        tokio::time::sleep_until(start + at).await;
+        tokio::time::sleep_until(start + ctx.real(at)).await;
         let now = ctx.now();
         ctx.with_state(|st| st.arrive(id, now));
     }
@@ -128,7 +144,7 @@ async fn arrivals(ctx: RunContext) {
 async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedSender<CrashSpec>) {
     let start = ctx.start();
     for e in scenario.events() {
-        tokio::time::sleep_until(start + e.at.0).await;
+        tokio::time::sleep_until(start + ctx.real(e.at.0)).await;
         let now = ctx.now();
         match e.action {
             Action::Set(update) => {

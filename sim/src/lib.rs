@@ -8,6 +8,7 @@
 //! - [`scenario`]: the scenario file (strict TOML; errors name the key and the line);
 //! - [`dist`], [`workload`]: the seeded files and chunks;
 //! - [`backend`]: the [`backend::LlmBackend`] seam and the simulated backend over the provider model;
+//! - [`http`]: the HTTP backend (any OpenAI-compatible endpoint, TLS included);
 //! - [`context`]: what a strategy sees (file feed, instrumented calls, cancellation) and the run's
 //!   bookkeeping (gatekeeper quotas, file states);
 //! - [`params`]: the parameter store; [`results`]: the result store;
@@ -27,6 +28,7 @@ pub mod cost;
 pub mod dist;
 pub mod engine;
 pub mod error;
+pub mod http;
 pub mod params;
 pub mod recorder;
 pub mod recovery;

@@ -295,12 +295,16 @@ pub struct ClientConfig {
     /// openai-python's default timeout.
     #[serde(default = "default_timeout")]
     pub request_timeout: Dur,
+    /// Live runs: ask for streamed answers (server-sent events). Default false.
+    #[serde(default)]
+    pub stream: bool,
 }
 
 impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             request_timeout: default_timeout(),
+            stream: false,
         }
     }
 }

@@ -186,7 +186,7 @@ async fn validate(
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => return ChunkOutcome::Cancelled,
-                    () = tokio::time::sleep(delay) => {}
+                    () = ctx.sleep(delay) => {}
                 }
             }
             Err(_) => return ChunkOutcome::Failed,

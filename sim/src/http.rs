@@ -1,0 +1,332 @@
+//! The HTTP backend: OpenAI's chat-completions API over real HTTP (TLS included), against the
+//! bundled mock or any OpenAI-compatible endpoint. It reads the rate-limit headers and retry hints
+//! as openai-python does and returns them exactly as the simulated backend does.
+
+use std::time::{Duration, SystemTime};
+
+use futures_util::StreamExt;
+use mock_llm::headers::parse_go_duration;
+use mock_llm::{LimitKind, RateLimitHeaders, Usage, Verdict};
+use reqwest::header::HeaderMap;
+use serde_json::{Value, json};
+
+use crate::backend::{BoxFuture, ChatRequest, ChatResponse, LlmBackend, LlmError};
+
+/// Where and how to send requests.
+#[derive(Clone, Debug)]
+pub struct HttpConfig {
+    /// The API base, e.g. `http://127.0.0.1:8080/v1` or `https://api.openai.com/v1`.
+    pub base_url: String,
+    /// Sent as `Authorization: Bearer KEY` when set.
+    pub api_key: Option<String>,
+    /// The `model` of every request.
+    pub model: String,
+    /// How long a call may take, in real time.
+    pub timeout: Duration,
+    /// Ask for server-sent events (`stream: true`) instead of one JSON answer.
+    pub stream: bool,
+    /// The run's time scale K: the server's durations (retry hints, resets) are real time, and
+    /// are multiplied by K to give the scenario time that strategies work in. 1 for real time.
+    pub time_scale: f64,
+}
+
+/// The backend. Cheap to share: one connection pool.
+#[derive(Debug)]
+pub struct HttpBackend {
+    client: reqwest::Client,
+    url: String,
+    config: HttpConfig,
+}
+
+impl HttpBackend {
+    /// A backend for `config`.
+    pub fn new(config: HttpConfig) -> Result<Self, LlmError> {
+        // reqwest is built without a crypto provider; ring is the one this project uses. Installing
+        // it twice is harmless (the second call reports the first).
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .pool_max_idle_per_host(1024)
+            .build()
+            .map_err(|e| LlmError::Transport(format!("cannot build the HTTP client: {e}")))?;
+        let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
+        Ok(Self { client, url, config })
+    }
+}
+
+/// A prompt of `tokens` tokens as the mock counts them: the cookbook's chat overhead (2 + 4 per
+/// message + 1 for the role `user`) plus one token per ` a`.
+pub fn prompt_text(tokens: u32) -> String {
+    " a".repeat(tokens.saturating_sub(7) as usize)
+}
+
+impl LlmBackend for HttpBackend {
+    fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
+        Box::pin(async move {
+            let mut body = json!({
+                "model": self.config.model,
+                "messages": [{ "role": "user", "content": prompt_text(req.prompt_tokens) }],
+                "max_tokens": req.max_tokens,
+            });
+            if self.config.stream {
+                body["stream"] = json!(true);
+                body["stream_options"] = json!({ "include_usage": true });
+            }
+            let mut r = self
+                .client
+                .post(&self.url)
+                .header("x-mock-completion-tokens", req.completion_tokens)
+                .header("x-mock-key", req.key)
+                .json(&body);
+            if let Some(k) = &self.config.api_key {
+                r = r.bearer_auth(k);
+            }
+            let resp = r.send().await.map_err(transport)?;
+            let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
+            let k = if self.config.time_scale > 0.0 {
+                self.config.time_scale
+            } else {
+                1.0
+            };
+            let scenario_time = |d: Duration| d.mul_f64(k);
+            let mut rate_limit = rate_limit_headers(&headers);
+            rate_limit.reset_requests = rate_limit.reset_requests.map(scenario_time);
+            rate_limit.reset_tokens = rate_limit.reset_tokens.map(scenario_time);
+            if status == 200 {
+                let (content, usage) = if self.config.stream {
+                    read_stream(resp).await?
+                } else {
+                    read_json(resp).await?
+                };
+                // A real model does not answer with our verdicts: count such answers as valid.
+                let verdict = Verdict::parse(&content).unwrap_or(Verdict { valid: true, issues: 0 });
+                let usage = usage.unwrap_or(Usage {
+                    prompt_tokens: req.prompt_tokens,
+                    completion_tokens: 0,
+                });
+                return Ok(ChatResponse {
+                    verdict,
+                    usage,
+                    rate_limit,
+                });
+            }
+            let text = resp.text().await.unwrap_or_default();
+            Err(match classify(status, &headers, &text, rate_limit) {
+                LlmError::Throttled {
+                    limit,
+                    retry_after,
+                    rate_limit,
+                } => LlmError::Throttled {
+                    limit,
+                    retry_after: retry_after.map(scenario_time),
+                    rate_limit,
+                },
+                LlmError::Server { status, retry_after } => LlmError::Server {
+                    status,
+                    retry_after: retry_after.map(scenario_time),
+                },
+                other => other,
+            })
+        })
+    }
+}
+
+fn transport(e: reqwest::Error) -> LlmError {
+    if e.is_timeout() {
+        LlmError::Timeout
+    } else {
+        LlmError::Transport(e.to_string())
+    }
+}
+
+async fn read_json(resp: reqwest::Response) -> Result<(String, Option<Usage>), LlmError> {
+    let v: Value = resp.json().await.map_err(|e| {
+        if e.is_timeout() {
+            LlmError::Timeout
+        } else {
+            LlmError::BadResponse(format!("not a chat completion: {e}"))
+        }
+    })?;
+    let content = v["choices"][0]["message"]["content"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    Ok((content, usage(&v["usage"])))
+}
+
+async fn read_stream(resp: reqwest::Response) -> Result<(String, Option<Usage>), LlmError> {
+    let mut stream = resp.bytes_stream();
+    let (mut buf, mut content, mut usage_seen) = (String::new(), String::new(), None);
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(transport)?;
+        buf.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buf.find("\n\n") {
+            let event: String = buf.drain(..end + 2).collect();
+            for line in event.lines() {
+                let Some(data) = line.strip_prefix("data:").map(str::trim) else {
+                    continue;
+                };
+                if data == "[DONE]" {
+                    return Ok((content, usage_seen));
+                }
+                let v: Value =
+                    serde_json::from_str(data).map_err(|e| LlmError::BadResponse(format!("bad stream chunk: {e}")))?;
+                if let Some(piece) = v["choices"][0]["delta"]["content"].as_str() {
+                    content.push_str(piece);
+                }
+                if let Some(u) = usage(&v["usage"]) {
+                    usage_seen = Some(u);
+                }
+            }
+        }
+    }
+    Err(LlmError::Transport("the stream ended before [DONE]".into()))
+}
+
+fn usage(v: &Value) -> Option<Usage> {
+    Some(Usage {
+        prompt_tokens: u32::try_from(v["prompt_tokens"].as_u64()?).ok()?,
+        completion_tokens: u32::try_from(v["completion_tokens"].as_u64()?).ok()?,
+    })
+}
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok()).map(str::trim)
+}
+
+/// The six `x-ratelimit-*` headers, where present.
+pub fn rate_limit_headers(h: &HeaderMap) -> RateLimitHeaders {
+    let n = |name| header(h, name).and_then(|v| v.parse::<u64>().ok());
+    let d = |name| header(h, name).and_then(parse_go_duration);
+    RateLimitHeaders {
+        limit_requests: n("x-ratelimit-limit-requests"),
+        limit_tokens: n("x-ratelimit-limit-tokens"),
+        remaining_requests: n("x-ratelimit-remaining-requests"),
+        remaining_tokens: n("x-ratelimit-remaining-tokens"),
+        reset_requests: d("x-ratelimit-reset-requests"),
+        reset_tokens: d("x-ratelimit-reset-tokens"),
+    }
+}
+
+/// The server's retry hint, as openai-python reads it (`_base_client.py`): `retry-after-ms`
+/// (milliseconds, possibly fractional) first, then `retry-after` as seconds (possibly fractional)
+/// or an HTTP date. Rounded up to whole milliseconds.
+pub fn retry_hint(h: &HeaderMap, now: SystemTime) -> Option<Duration> {
+    let ms = |x: f64| (x.is_finite() && x >= 0.0).then(|| Duration::from_millis(x.ceil() as u64));
+    if let Some(v) = header(h, "retry-after-ms").and_then(|v| v.parse::<f64>().ok()) {
+        return ms(v);
+    }
+    let v = header(h, "retry-after")?;
+    if let Ok(secs) = v.parse::<f64>() {
+        return ms(secs * 1000.0);
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(now).unwrap_or(Duration::ZERO))
+}
+
+/// Maps an error answer to what a strategy can act on.
+fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders) -> LlmError {
+    let v: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    let err = &v["error"];
+    let message = err["message"].as_str().unwrap_or(body).to_owned();
+    let should_retry = header(h, "x-should-retry");
+    let retry_after = retry_hint(h, SystemTime::now());
+    if should_retry == Some("false") {
+        return if status == 429 {
+            LlmError::TooLarge(message)
+        } else {
+            LlmError::BadResponse(format!("{status}: {message}"))
+        };
+    }
+    match status {
+        429 if err["code"] == "insufficient_quota" => {
+            LlmError::BadResponse(format!("429 insufficient_quota: {message}"))
+        }
+        429 if message.starts_with("Request too large") => LlmError::TooLarge(message),
+        429 => {
+            let limit = match err["type"].as_str() {
+                Some("tokens") => Some(LimitKind::Tokens),
+                Some("requests") => Some(LimitKind::Requests),
+                _ if message.contains("token rate limit") => Some(LimitKind::Tokens),
+                _ if message.contains("call rate limit") => Some(LimitKind::Requests),
+                _ => None,
+            };
+            LlmError::Throttled {
+                limit,
+                retry_after,
+                rate_limit,
+            }
+        }
+        // openai-python retries 408, 409 and 5xx, and so may a strategy.
+        408 | 409 | 500..=599 => LlmError::Server { status, retry_after },
+        _ if should_retry == Some("true") => LlmError::Server { status, retry_after },
+        _ => LlmError::BadResponse(format!("{status}: {message}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use reqwest::header::HeaderValue;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(*k, HeaderValue::from_str(v).expect("ascii"));
+        }
+        h
+    }
+
+    #[test]
+    fn retry_hints_are_read_like_openai_python() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after-ms", "644.2"), ("retry-after", "9")]), now),
+            Some(Duration::from_millis(645))
+        );
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", "1.5")]), now),
+            Some(Duration::from_millis(1500))
+        );
+        let later = httpdate::fmt_http_date(now + Duration::from_secs(30));
+        assert_eq!(
+            retry_hint(&headers(&[("retry-after", &later)]), now),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(retry_hint(&headers(&[("retry-after", "soon")]), now), None);
+        assert_eq!(retry_hint(&HeaderMap::new(), now), None);
+    }
+
+    #[test]
+    fn errors_are_classified_by_status_body_and_hints() {
+        let rl = RateLimitHeaders::default();
+        let tpm = r#"{"error":{"message":"Rate limit reached","type":"tokens","code":"rate_limit_exceeded"}}"#;
+        assert!(matches!(
+            classify(429, &headers(&[("retry-after-ms", "10")]), tpm, rl),
+            LlmError::Throttled {
+                limit: Some(LimitKind::Tokens),
+                retry_after: Some(_),
+                ..
+            }
+        ));
+        let big = r#"{"error":{"message":"Request too large for gpt-4o","code":"rate_limit_exceeded"}}"#;
+        assert!(matches!(
+            classify(429, &HeaderMap::new(), big, rl),
+            LlmError::TooLarge(_)
+        ));
+        let quota = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota"}}"#;
+        assert!(!classify(429, &HeaderMap::new(), quota, rl).is_retryable());
+        assert!(classify(503, &HeaderMap::new(), "", rl).is_retryable());
+        assert!(!classify(503, &headers(&[("x-should-retry", "false")]), "", rl).is_retryable());
+        assert!(!classify(400, &HeaderMap::new(), "{}", rl).is_retryable());
+        let azure = r#"{"error":{"code":"429","message":"... have exceeded token rate limit of your current ..."}}"#;
+        assert!(matches!(
+            classify(429, &HeaderMap::new(), azure, rl),
+            LlmError::Throttled {
+                limit: Some(LimitKind::Tokens),
+                ..
+            }
+        ));
+    }
+}
