@@ -25,6 +25,13 @@ fn provider(tpm: Option<u64>, rpm: Option<u64>, base_ms: f64, per_token_ms: f64)
     }
 }
 
+/// An HTTP client. In the workspace, reqwest is built without a default crypto provider (the
+/// engine installs ring), so the tests install it too.
+fn client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::new()
+}
+
 fn body(prompt: &str, max_tokens: i64) -> Value {
     json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": prompt }], "max_tokens": max_tokens })
 }
@@ -53,7 +60,7 @@ async fn answers_carry_the_models_rate_limit_headers_and_usage() {
     )
     .await
     .expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let r = c
         .post(format!("{}/v1/chat/completions", s.url()))
         .header(COMPLETION_HINT, "7")
@@ -95,7 +102,7 @@ async fn a_throttled_request_gets_openais_429_and_is_admitted_at_its_retry_after
     let s = server::start(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)), "127.0.0.1:0")
         .await
         .expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     assert_eq!(post(&c, &s.url(), &body("hello world", 59_691)).await.status(), 200);
     let second = body("hello world", 791);
     let r = post(&c, &s.url(), &second).await;
@@ -124,7 +131,7 @@ async fn a_request_larger_than_the_limit_is_refused_for_good() {
     let s = server::start(ServerConfig::new(provider(Some(100), None, 0.0, 0.0)), "127.0.0.1:0")
         .await
         .expect("starts");
-    let r = post(&reqwest::Client::new(), &s.url(), &body("hi", 500)).await;
+    let r = post(&client(), &s.url(), &body("hi", 500)).await;
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "x-should-retry"), "false");
     let v: Value = r.json().await.expect("json");
@@ -145,7 +152,7 @@ async fn azure_profile_answers_with_azures_body() {
     let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
         .await
         .expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let mut last = None;
     for _ in 0..5 {
         let r = post(&c, &s.url(), &body("hello world", 291)).await;
@@ -176,7 +183,7 @@ async fn streaming_arrives_in_order_with_the_configured_timing() {
     let mut b = body("hello world", 100);
     b["stream"] = json!(true);
     b["stream_options"] = json!({ "include_usage": true });
-    let c = reqwest::Client::new();
+    let c = client();
     let started = Instant::now();
     let r = c
         .post(format!("{}/v1/chat/completions", s.url()))
@@ -235,7 +242,7 @@ async fn bad_input_gets_openais_errors_and_leaves_the_counters_alone() {
     cfg.max_body_bytes = 4096;
     cfg.tokenizer = Tokenizer::Chars4;
     let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
         (c.post(&url).body("{not json"), 400, "invalid_request_error"),
@@ -298,7 +305,7 @@ async fn keys_are_organizations_with_their_own_limits_and_required_keys_are_enfo
     ];
     cfg.require_key = true;
     let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let send = |key: Option<&str>| {
         let mut r = c.post(&url).json(&body("hello world", 291));
@@ -333,7 +340,7 @@ async fn admin_calls_change_limits_and_cause_outages_while_running() {
     let s = server::start(ServerConfig::new(provider(Some(600), None, 0.0, 0.0)), "127.0.0.1:0")
         .await
         .expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let r = c
         .post(format!("{}/admin/config", s.url()))
         .json(&json!({ "tpm": 100000 }))
@@ -392,7 +399,7 @@ async fn a_client_that_disconnects_frees_its_slot() {
     let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
         .await
         .expect("starts");
-    let c = reqwest::Client::new();
+    let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let gave_up = c
         .post(&url)
@@ -431,7 +438,7 @@ async fn hung_requests_end_when_the_server_stops() {
         .expect("starts");
     let url = format!("{}/v1/chat/completions", s.url());
     let pending = tokio::spawn(async move {
-        reqwest::Client::new()
+        client()
             .post(url)
             .json(&body("hi", 10))
             .send()

@@ -33,7 +33,7 @@ use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
 use crate::error::MockError;
 use crate::headers::RateLimitHeaders;
 use crate::provider::{Admission, FailureKind, ModelRequest, Provider, Slot};
-use crate::rng::{derive_seed, mix64};
+use crate::rng::mix64;
 use openai::ApiError;
 pub use tokens::Tokenizer;
 
@@ -123,12 +123,12 @@ impl AppState {
     }
 }
 
+/// An organization: its own buckets, with the configured seed (a chunk's verdict must not depend
+/// on who asks, and the default organization must decide exactly as the simulation does).
 fn org(name: &str, config: &ProviderConfig) -> Arc<Org> {
-    let mut c = config.clone();
-    c.seed = derive_seed(config.seed, name);
     Arc::new(Org {
         name: name.to_owned(),
-        provider: Mutex::new(Provider::new(c)),
+        provider: Mutex::new(Provider::new(config.clone())),
     })
 }
 
