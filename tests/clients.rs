@@ -1,0 +1,100 @@
+//! The official OpenAI client library works against the mock unchanged (base URL only),
+//! including its automatic retry on 429. .ci/run installs it (`pip install openai`).
+
+use std::num::NonZeroU64;
+use std::process::Command;
+
+use mock_llm::config::{LatencyConfig, Millis, ProviderConfig};
+use mock_llm::server::{self, ServerConfig};
+
+const SCRIPT: &str = r#"
+import sys, openai
+client = openai.OpenAI(base_url=sys.argv[1], api_key="sk-test", max_retries=3)
+msgs = [{"role": "user", "content": "hello world"}]
+# Spends all but ~300 of 60,000 tokens: the next call lacks ~500 and gets a 429 with
+# retry-after-ms of about 500, which the client must wait out and retry on its own.
+first = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=59690)
+second = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=790)
+stream = client.chat.completions.create(model="gpt-4o-mini", messages=msgs, max_tokens=5, stream=True,
+                                        stream_options={"include_usage": True})
+text, usage = "", None
+for chunk in stream:
+    if chunk.choices:
+        text += chunk.choices[0].delta.content or ""
+    if chunk.usage:
+        usage = chunk.usage
+print(first.choices[0].message.content)
+print(second.choices[0].message.content, second.usage.prompt_tokens)
+print(text, usage.completion_tokens)
+"#;
+
+fn python_with_openai() -> bool {
+    Command::new("python3")
+        .args(["-c", "import openai"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_works_unchanged_and_retries_its_429() {
+    if !python_with_openai() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with the openai package is missing in CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: no python3 `openai` package (pip install openai to run this test)");
+        return;
+    }
+    let provider = ProviderConfig {
+        tpm: NonZeroU64::new(60_000),
+        latency: LatencyConfig {
+            base_ms: Millis(20.0),
+            per_output_token_ms: Millis(1.0),
+            sigma: Millis(0.0),
+            reject_ms: Millis(0.0),
+        },
+        ..ProviderConfig::default()
+    };
+    let mut config = ServerConfig::new(provider);
+    config.completion_tokens = 5;
+    let s = server::start(config, "127.0.0.1:0").await.expect("starts");
+    let base = format!("{}/v1", s.url());
+    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", SCRIPT, &base]).output())
+        .await
+        .expect("joins")
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "the client failed:\n{}\n{}",
+        stdout,
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{stdout}");
+    assert!(
+        lines.iter().all(|l| l.starts_with("{\"issues\"")),
+        "the verdicts came through: {stdout}"
+    );
+    assert!(
+        lines[1].ends_with(" 9"),
+        "usage parsed: 9 prompt tokens for \"hello world\": {stdout}"
+    );
+    assert!(lines[2].ends_with(" 5"), "the streamed usage chunk parsed: {stdout}");
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let metrics = reqwest::get(format!("{}/metrics", s.url()))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert!(
+        metrics.contains("mock_llm_requests_total{status=\"200\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        !metrics.contains("mock_llm_requests_total{status=\"429\"} 0") && metrics.contains("status=\"429\""),
+        "the client met a 429 and retried: {metrics}"
+    );
+    s.stop().await.expect("stops");
+}
