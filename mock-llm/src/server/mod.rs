@@ -84,13 +84,25 @@ struct Org {
     provider: Mutex<Provider>,
 }
 
-#[derive(Default)]
 struct Metrics {
-    by_status: Mutex<BTreeMap<u16, u64>>,
+    /// Responses by HTTP status (the index), 0–599.
+    by_status: Vec<AtomicU64>,
     throttled_tokens: AtomicU64,
     throttled_requests: AtomicU64,
     tokens_admitted: AtomicU64,
     in_flight: AtomicI64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
+            throttled_tokens: AtomicU64::new(0),
+            throttled_requests: AtomicU64::new(0),
+            tokens_admitted: AtomicU64::new(0),
+            in_flight: AtomicI64::new(0),
+        }
+    }
 }
 
 struct AppState {
@@ -266,13 +278,9 @@ fn respond(
     limits: Option<&RateLimitHeaders>,
     extra: &[(&'static str, String)],
 ) -> Response {
-    *state
-        .metrics
-        .by_status
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .entry(status)
-        .or_default() += 1;
+    if let Some(c) = state.metrics.by_status.get(usize::from(status)) {
+        c.fetch_add(1, Ordering::Relaxed);
+    }
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
@@ -281,9 +289,7 @@ fn respond(
         HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
     );
     let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    if let Ok(v) = HeaderValue::from_str(&format!("req_{id:016x}")) {
-        h.insert("x-request-id", v);
-    }
+    h.insert("x-request-id", HeaderValue::from(id));
     if let Ok(v) = HeaderValue::from_str(org) {
         h.insert("openai-organization", v);
     }
@@ -484,19 +490,40 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
                 );
             }
             drop(guard);
-            let body = json!({
-                "id": id, "object": "chat.completion", "created": unix_now(), "model": model,
-                "choices": [{ "index": 0, "message": { "role": "assistant", "content": content, "refusal": null }, "logprobs": null, "finish_reason": finish }],
-                "usage": usage, "system_fingerprint": null,
-            });
+            // Serialized straight from a struct: no intermediate JSON tree on the hot path.
+            let body = Completion {
+                id: &id,
+                object: "chat.completion",
+                created: unix_now(),
+                model: &model,
+                choices: [CompletionChoice {
+                    index: 0,
+                    message: Message {
+                        role: "assistant",
+                        content: &content,
+                        refusal: None,
+                    },
+                    logprobs: None,
+                    finish_reason: finish,
+                }],
+                usage: CompletionUsage {
+                    prompt_tokens: a.usage.prompt_tokens,
+                    completion_tokens: a.usage.completion_tokens,
+                    total_tokens: a.usage.total(),
+                },
+                system_fingerprint: None,
+            };
+            let body = serde_json::to_vec(&body).expect("a completion always serializes");
             let ms = a.latency.as_millis().to_string();
-            json_response(
+            let extra = [("openai-processing-ms", ms)];
+            respond(
                 &state,
                 &org.name,
                 200,
-                &body,
+                Body::from(body),
+                "application/json",
                 Some(&a.headers),
-                &[("openai-processing-ms", ms)],
+                &extra,
             )
         }
         Admission::Throttled(t) => {
@@ -560,6 +587,39 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
             }
         }
     }
+}
+
+#[derive(serde::Serialize)]
+struct Completion<'a> {
+    id: &'a str,
+    object: &'static str,
+    created: u64,
+    model: &'a str,
+    choices: [CompletionChoice<'a>; 1],
+    usage: CompletionUsage,
+    system_fingerprint: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionChoice<'a> {
+    index: u32,
+    message: Message<'a>,
+    logprobs: Option<()>,
+    finish_reason: &'static str,
+}
+
+#[derive(serde::Serialize)]
+struct Message<'a> {
+    role: &'static str,
+    content: &'a str,
+    refusal: Option<&'static str>,
+}
+
+#[derive(serde::Serialize)]
+struct CompletionUsage {
+    prompt_tokens: u32,
+    completion_tokens: u32,
+    total_tokens: u64,
 }
 
 /// An answer streamed as server-sent events: the first chunk after the time to first token, then
@@ -661,8 +721,11 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         w,
         "# HELP mock_llm_requests_total Chat completion responses by HTTP status.\n# TYPE mock_llm_requests_total counter"
     );
-    for (status, n) in m.by_status.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-        let _ = writeln!(w, "mock_llm_requests_total{{status=\"{status}\"}} {n}");
+    for (status, counter) in m.by_status.iter().enumerate() {
+        let n = counter.load(Ordering::Relaxed);
+        if n > 0 {
+            let _ = writeln!(w, "mock_llm_requests_total{{status=\"{status}\"}} {n}");
+        }
     }
     let _ = writeln!(
         w,
