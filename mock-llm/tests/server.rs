@@ -454,3 +454,44 @@ async fn hung_requests_end_when_the_server_stops() {
     let status = pending.await.expect("joins");
     assert!(matches!(status, Ok(503) | Err(_)), "{status:?}");
 }
+
+#[test]
+fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
+    // How the binary serves: one runtime and SO_REUSEPORT listener per thread, one shared state.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        server::serve_per_core(
+            ServerConfig::new(provider(Some(1_000_000), None, 0.0, 0.0)),
+            "127.0.0.1:0".parse().expect("address"),
+            2,
+            |at| addr_tx.send(at).expect("the test waits"),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("binds");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let _ = client(); // installs the crypto provider the clients below need
+        // Many connections, so that both listeners get some; all share the one provider.
+        let mut remaining = vec![];
+        for _ in 0..20 {
+            let c = reqwest::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build()
+                .expect("client");
+            let r = post(&c, &format!("http://{addr}"), &body("hello world", 91)).await;
+            assert_eq!(r.status(), 200);
+            remaining.push(header(&r, "x-ratelimit-remaining-tokens").parse::<u64>().expect("n"));
+        }
+        // One shared bucket: every answer saw the previous ones' charges (100 tokens each).
+        assert!(remaining.windows(2).all(|w| w[1] < w[0]), "{remaining:?}");
+    });
+    stop_tx.send(()).expect("the server waits");
+    server.join().expect("joins").expect("stops cleanly");
+}

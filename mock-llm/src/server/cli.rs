@@ -191,20 +191,22 @@ pub async fn shutdown_signal() {
 
 /// Serves until SIGINT or SIGTERM, printing the address it listens on to `out` first.
 pub fn run_blocking(args: &Args, out: &mut dyn std::io::Write) -> Result<(), MockError> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .map_err(|source| MockError::Io {
-            what: "cannot start the runtime".into(),
-            source,
-        })?;
-    rt.block_on(async {
-        let config = config(args)?;
-        let server = crate::server::start(config, &format!("{}:{}", args.host, args.port)).await?;
-        let _ = writeln!(out, "mock-llm listening on {}", server.url());
-        let _ = out.flush();
-        shutdown_signal().await;
-        eprintln!("mock-llm: shutting down");
-        server.stop().await
-    })
+    let config = config(args)?;
+    let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
+        .parse()
+        .map_err(|e| MockError::Config(format!("--host {} --port {}: {e}", args.host, args.port)))?;
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    crate::server::serve_per_core(
+        config,
+        addr,
+        threads,
+        |at| {
+            let _ = writeln!(out, "mock-llm listening on http://{at}");
+            let _ = out.flush();
+        },
+        async {
+            shutdown_signal().await;
+            eprintln!("mock-llm: shutting down");
+        },
+    )
 }

@@ -858,3 +858,76 @@ async fn admin_outage(State(state): State<Arc<AppState>>, body: Bytes) -> Respon
         &[],
     )
 }
+
+/// Serves on `threads` OS threads, each with its own single-threaded runtime and its own
+/// `SO_REUSEPORT` listener on `addr`, sharing one state: the kernel spreads connections across
+/// them, and no request wakes another thread. This is how the `mock-llm` binary serves; it returns
+/// when `shutdown` resolves. `on_bound` is told the address (useful with port 0).
+pub fn serve_per_core(
+    config: ServerConfig,
+    addr: SocketAddr,
+    threads: usize,
+    on_bound: impl FnOnce(SocketAddr),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<(), MockError> {
+    let io = |what: &str| {
+        let what = what.to_owned();
+        move |source| MockError::Io {
+            what: what.clone(),
+            source,
+        }
+    };
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let app = router(config, stop_rx.clone());
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<SocketAddr, std::io::Error>>();
+    let mut workers = Vec::new();
+    let mut at = addr;
+    for _ in 0..threads.max(1) {
+        let (app, mut rx, tx, bind_at) = (app.clone(), stop_rx.clone(), bound_tx.clone(), at);
+        workers.push(std::thread::spawn(move || -> std::io::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            rt.block_on(async move {
+                let socket = if bind_at.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.set_reuseaddr(true)?;
+                #[cfg(unix)]
+                socket.set_reuseport(true)?;
+                let listener = match socket.bind(bind_at).and_then(|()| socket.listen(1024)) {
+                    Ok(l) => l,
+                    Err(e) => {
+                        let _ = tx.send(Err(std::io::Error::new(e.kind(), e.to_string())));
+                        return Err(e);
+                    }
+                };
+                let _ = tx.send(listener.local_addr());
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    })
+                    .await
+            })
+        }));
+        // Later threads bind the port the first one got.
+        at = bound_rx
+            .recv()
+            .map_err(|_| MockError::Config("a server thread died while binding".into()))?
+            .map_err(io("cannot listen"))?;
+    }
+    on_bound(at);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(io("cannot start the runtime"))?;
+    rt.block_on(shutdown);
+    let _ = stop_tx.send(true);
+    for w in workers {
+        match w.join() {
+            Ok(r) => r.map_err(io("serving"))?,
+            Err(_) => return Err(MockError::Config("a server thread panicked".into())),
+        }
+    }
+    Ok(())
+}
