@@ -462,7 +462,9 @@ fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         server::serve_per_core(
-            ServerConfig::new(provider(Some(1_000_000), None, 0.0, 0.0)),
+            // 60,000 TPM refills ~1 token per ms: far less than the 100 each request takes, so
+            // the charges show in the headers however slowly the requests come.
+            ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)),
             "127.0.0.1:0".parse().expect("address"),
             2,
             |at| addr_tx.send(at).expect("the test waits"),
