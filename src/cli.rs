@@ -204,14 +204,7 @@ pub fn load_scenario(spec: &str) -> anyhow::Result<Scenario> {
 /// Runs `scenario` under the named strategies (all when empty) in simulated time, with an optional
 /// progress bar, and returns the report.
 pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) -> anyhow::Result<ReportFile> {
-    let list = if names.is_empty() {
-        strategies::all(scenario)?
-    } else {
-        names
-            .iter()
-            .map(|n| strategies::build(n, scenario))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let list = select(scenario, names)?;
     let mut runs = Vec::with_capacity(list.len());
     for strategy in list {
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
@@ -226,12 +219,29 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
         runs.push(report);
     }
-    Ok(ReportFile {
+    Ok(report_of(scenario, runs))
+}
+
+/// The named strategies (all when none are named), with their settings from the scenario.
+fn select(scenario: &Scenario, names: &[String]) -> anyhow::Result<Vec<Box<dyn strategies::Strategy>>> {
+    Ok(if names.is_empty() {
+        strategies::all(scenario)?
+    } else {
+        names
+            .iter()
+            .map(|n| strategies::build(n, scenario))
+            .collect::<Result<Vec<_>, _>>()?
+    })
+}
+
+/// A report of `runs` of `scenario`.
+fn report_of(scenario: &Scenario, runs: Vec<sim::RunReport>) -> ReportFile {
+    ReportFile {
         schema_version: sim::report::SCHEMA_VERSION,
         scenario: scenario.info(),
         runs,
         sweep: None,
-    })
+    }
 }
 
 /// A progress callback that shows `bar` on stderr once a run has taken more than a moment.
@@ -393,14 +403,7 @@ impl Live {
 /// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
 /// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
 pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
-    let list = if names.is_empty() {
-        strategies::all(scenario)?
-    } else {
-        names
-            .iter()
-            .map(|n| strategies::build(n, scenario))
-            .collect::<Result<Vec<_>, _>>()?
-    };
+    let list = select(scenario, names)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -453,10 +456,5 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
         runs.push(report);
     }
-    Ok(ReportFile {
-        schema_version: sim::report::SCHEMA_VERSION,
-        scenario: scenario.info(),
-        runs,
-        sweep: None,
-    })
+    Ok(report_of(scenario, runs))
 }

@@ -32,6 +32,11 @@ fn client() -> reqwest::Client {
     reqwest::Client::new()
 }
 
+/// A server on a free loopback port.
+async fn serve(config: ServerConfig) -> server::Running {
+    server::start(config, "127.0.0.1:0").await.expect("the server starts")
+}
+
 fn body(prompt: &str, max_tokens: i64) -> Value {
     json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": prompt }], "max_tokens": max_tokens })
 }
@@ -54,12 +59,7 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 
 #[tokio::test]
 async fn answers_carry_the_models_rate_limit_headers_and_usage() {
-    let s = server::start(
-        ServerConfig::new(provider(Some(10_000), Some(60), 20.0, 0.0)),
-        "127.0.0.1:0",
-    )
-    .await
-    .expect("starts");
+    let s = serve(ServerConfig::new(provider(Some(10_000), Some(60), 20.0, 0.0))).await;
     let c = client();
     let r = c
         .post(format!("{}/v1/chat/completions", s.url()))
@@ -99,9 +99,7 @@ async fn answers_carry_the_models_rate_limit_headers_and_usage() {
 async fn a_throttled_request_gets_openais_429_and_is_admitted_at_its_retry_after() {
     // 60,000 TPM refills 1,000 tokens a second. A first request of 59,700 tokens (9 + 59,691)
     // leaves 300; a second of 800 (9 + 791) lacks 500, which takes 0.5 s to refill.
-    let s = server::start(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0))).await;
     let c = client();
     assert_eq!(post(&c, &s.url(), &body("hello world", 59_691)).await.status(), 200);
     let second = body("hello world", 791);
@@ -128,9 +126,7 @@ async fn a_throttled_request_gets_openais_429_and_is_admitted_at_its_retry_after
 
 #[tokio::test]
 async fn a_request_larger_than_the_limit_is_refused_for_good() {
-    let s = server::start(ServerConfig::new(provider(Some(100), None, 0.0, 0.0)), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(provider(Some(100), None, 0.0, 0.0))).await;
     let r = post(&client(), &s.url(), &body("hi", 500)).await;
     assert_eq!(r.status(), 429);
     assert_eq!(header(&r, "x-should-retry"), "false");
@@ -149,9 +145,7 @@ async fn azure_profile_answers_with_azures_body() {
     // An explicit RPM, so that the token window (not the derived 6 RPM) is what refuses.
     let mut p = provider(Some(1_000), Some(6_000), 0.0, 0.0);
     p.profile = Profile::Azure;
-    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(p), "127.0.0.1:0").await.expect("starts");
     let c = client();
     let mut last = None;
     for _ in 0..5 {
@@ -177,9 +171,7 @@ async fn azure_profile_answers_with_azures_body() {
 #[tokio::test]
 async fn streaming_arrives_in_order_with_the_configured_timing() {
     // 200 ms to the first token, then 20 tokens 10 ms apart: about 400 ms in all.
-    let s = server::start(ServerConfig::new(provider(None, None, 200.0, 10.0)), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = server::start(ServerConfig::new(provider(None, None, 200.0, 10.0))).await;
     let mut b = body("hello world", 100);
     b["stream"] = json!(true);
     b["stream_options"] = json!({ "include_usage": true });
@@ -241,7 +233,7 @@ async fn bad_input_gets_openais_errors_and_leaves_the_counters_alone() {
     let mut cfg = ServerConfig::new(provider(Some(1_000), None, 0.0, 0.0));
     cfg.max_body_bytes = 4096;
     cfg.tokenizer = Tokenizer::Chars4;
-    let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
+    let s = serve(cfg).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let cases: Vec<(reqwest::RequestBuilder, u16, &str)> = vec![
@@ -304,7 +296,7 @@ async fn keys_are_organizations_with_their_own_limits_and_required_keys_are_enfo
         ("sk-beta-0000000".into(), "org-beta".into()),
     ];
     cfg.require_key = true;
-    let s = server::start(cfg, "127.0.0.1:0").await.expect("starts");
+    let s = serve(cfg).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let send = |key: Option<&str>| {
@@ -337,9 +329,7 @@ async fn keys_are_organizations_with_their_own_limits_and_required_keys_are_enfo
 
 #[tokio::test]
 async fn admin_calls_change_limits_and_cause_outages_while_running() {
-    let s = server::start(ServerConfig::new(provider(Some(600), None, 0.0, 0.0)), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(provider(Some(600), None, 0.0, 0.0))).await;
     let c = client();
     let r = c
         .post(format!("{}/admin/config", s.url()))
@@ -396,9 +386,7 @@ async fn a_client_that_disconnects_frees_its_slot() {
     // must then be answered in about 2 s, not 4 s (which it would be if the slot stayed taken).
     let mut p = provider(None, None, 2_000.0, 0.0);
     p.capacity = NonZeroU64::new(1);
-    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(p)).await;
     let c = client();
     let url = format!("{}/v1/chat/completions", s.url());
     let gave_up = c
@@ -433,9 +421,7 @@ async fn a_client_that_disconnects_frees_its_slot() {
 async fn hung_requests_end_when_the_server_stops() {
     let mut p = provider(None, None, 0.0, 0.0);
     p.hang_rate = Probability(1.0);
-    let s = server::start(ServerConfig::new(p), "127.0.0.1:0")
-        .await
-        .expect("starts");
+    let s = serve(ServerConfig::new(p)).await;
     let url = format!("{}/v1/chat/completions", s.url());
     let pending = tokio::spawn(async move {
         client()
