@@ -145,7 +145,7 @@ async fn azure_profile_answers_with_azures_body() {
     // An explicit RPM, so that the token window (not the derived 6 RPM) is what refuses.
     let mut p = provider(Some(1_000), Some(6_000), 0.0, 0.0);
     p.profile = Profile::Azure;
-    let s = serve(ServerConfig::new(p), "127.0.0.1:0").await.expect("starts");
+    let s = serve(ServerConfig::new(p)).await;
     let c = client();
     let mut last = None;
     for _ in 0..5 {
@@ -171,7 +171,7 @@ async fn azure_profile_answers_with_azures_body() {
 #[tokio::test]
 async fn streaming_arrives_in_order_with_the_configured_timing() {
     // 200 ms to the first token, then 20 tokens 10 ms apart: about 400 ms in all.
-    let s = server::start(ServerConfig::new(provider(None, None, 200.0, 10.0))).await;
+    let s = serve(ServerConfig::new(provider(None, None, 200.0, 10.0))).await;
     let mut b = body("hello world", 100);
     b["stream"] = json!(true);
     b["stream_options"] = json!({ "include_usage": true });
