@@ -483,3 +483,43 @@ fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
     stop_tx.send(()).expect("the server waits");
     server.join().expect("joins").expect("stops cleanly");
 }
+
+#[tokio::test]
+async fn a_client_that_disconnects_mid_stream_frees_its_slot() {
+    // One slot; a streamed answer of 40 tokens at 50 ms each takes 2 s. The first client reads
+    // the first chunk and goes away; the next request is then served at once, not after 2 s.
+    let mut p = provider(None, None, 0.0, 50.0);
+    p.capacity = NonZeroU64::new(1);
+    let s = serve(ServerConfig::new(p)).await;
+    let c = client();
+    let url = format!("{}/v1/chat/completions", s.url());
+    let mut b = body("hi", 100);
+    b["stream"] = json!(true);
+    let r = c
+        .post(&url)
+        .header(COMPLETION_HINT, "40")
+        .json(&b)
+        .send()
+        .await
+        .expect("answers");
+    let mut stream = r.bytes_stream();
+    let first = stream.next().await.expect("a first chunk").expect("bytes");
+    assert!(first.starts_with(b"data: "));
+    drop(stream); // the client goes away mid-stream
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let started = Instant::now();
+    let r = c
+        .post(&url)
+        .header(COMPLETION_HINT, "1")
+        .json(&body("hi", 10))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 200);
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_millis(1_000),
+        "the abandoned stream's slot was freed: waited {took:?}"
+    );
+    s.stop().await.expect("stops");
+}
