@@ -87,6 +87,10 @@ pub struct RunArgs {
     /// With --live: the environment variable holding the API key.
     #[arg(long, value_name = "VAR", requires = "live")]
     pub api_key_env: Option<String>,
+    /// With --live: a PEM file of extra root certificates to trust (an endpoint with a private or
+    /// self-signed certificate).
+    #[arg(long, value_name = "FILE", requires = "live")]
+    pub ca_cert: Option<PathBuf>,
     /// With --live: run the scenario K times faster (every duration divided by K), so an hour-long
     /// scenario can be checked live in minutes. Reports stay in scenario time.
     #[arg(long, value_name = "K", requires = "live", default_value_t = 1.0)]
@@ -376,6 +380,8 @@ pub struct Live {
     pub api_key: Option<String>,
     /// Time scale K (> 0).
     pub time_scale: f64,
+    /// Extra root certificates (PEM) to trust.
+    pub extra_root_pem: Option<Vec<u8>>,
 }
 
 impl Live {
@@ -392,10 +398,15 @@ impl Live {
             }
             None => None,
         };
+        let extra_root_pem = match &args.ca_cert {
+            Some(p) => Some(std::fs::read(p).with_context(|| format!("--ca-cert {}", p.display()))?),
+            None => None,
+        };
         Ok(Some(Live {
             endpoint: args.endpoint.clone(),
             api_key,
             time_scale: args.time_scale,
+            extra_root_pem,
         }))
     }
 }
@@ -428,6 +439,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 model: scenario.provider.model.clone(),
                 timeout: scenario.client.request_timeout.0.div_f64(live.time_scale),
                 stream: scenario.client.stream,
+                extra_root_pem: live.extra_root_pem.clone(),
                 time_scale: live.time_scale,
             })?;
             let run = |ctx: sim::RunContext| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {

@@ -44,6 +44,7 @@ fn a_live_run_against_the_mock_agrees_with_the_simulation() {
             endpoint: None,
             api_key: None,
             time_scale: 30.0,
+            extra_root_pem: None,
         },
     )
     .expect("runs live");

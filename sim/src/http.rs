@@ -25,6 +25,9 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Ask for server-sent events (`stream: true`) instead of one JSON answer.
     pub stream: bool,
+    /// Extra root certificates (PEM) to trust besides the system's, for an endpoint with a private
+    /// or self-signed certificate.
+    pub extra_root_pem: Option<Vec<u8>>,
     /// The run's time scale K: the server's durations (retry hints, resets) are real time, and
     /// are multiplied by K to give the scenario time that strategies work in. 1 for real time.
     pub time_scale: f64,
@@ -44,9 +47,15 @@ impl HttpBackend {
         // reqwest is built without a crypto provider; ring is the one this project uses. Installing
         // it twice is harmless (the second call reports the first).
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let client = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(config.timeout)
-            .pool_max_idle_per_host(1024)
+            .pool_max_idle_per_host(1024);
+        if let Some(pem) = &config.extra_root_pem {
+            let certs = reqwest::Certificate::from_pem_bundle(pem)
+                .map_err(|e| LlmError::Transport(format!("cannot read the extra root certificates: {e}")))?;
+            builder = builder.tls_certs_merge(certs);
+        }
+        let client = builder
             .build()
             .map_err(|e| LlmError::Transport(format!("cannot build the HTTP client: {e}")))?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));

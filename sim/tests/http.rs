@@ -19,6 +19,7 @@ fn backend(base: &str, stream: bool, timeout: Duration, time_scale: f64) -> Http
         model: "gpt-4o-mini".into(),
         timeout,
         stream,
+        extra_root_pem: None,
         time_scale,
     })
     .expect("builds")
@@ -235,4 +236,67 @@ async fn a_streamed_answer_is_joined_from_its_chunks() {
         .expect("answers");
     assert!(r.verdict.valid);
     assert_eq!(r.usage.completion_tokens, 20);
+}
+
+#[tokio::test]
+async fn tls_endpoints_work_with_a_trusted_private_root() {
+    // A TLS server on loopback with a certificate made here for 127.0.0.1: trusted through
+    // `extra_root_pem`, and refused without it.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let key = rcgen::KeyPair::generate().expect("key");
+    let params = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()]).expect("params");
+    let cert = params.self_signed(&key).expect("self-signed");
+    let der_key = rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).expect("key der");
+    let tls = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.der().clone()], der_key)
+        .expect("server config");
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(tls));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("binds");
+    let addr = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        loop {
+            let Ok((sock, _)) = listener.accept().await else { return };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut s) = acceptor.accept(sock).await else { return }; // untrusted clients fail here
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = s.read(&mut buf).await;
+                let body = json!({
+                    "choices": [{ "message": { "role": "assistant", "content": mock_llm::Verdict { valid: true, issues: 0 }.content(1) } }],
+                    "usage": { "prompt_tokens": 50, "completion_tokens": 20 }
+                })
+                .to_string();
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+                let _ = s.shutdown().await;
+            });
+        }
+    });
+    let base = format!("https://127.0.0.1:{}", addr.port());
+    let mut config = HttpConfig {
+        base_url: format!("{base}/v1"),
+        api_key: None,
+        model: "gpt-4o-mini".into(),
+        timeout: Duration::from_secs(5),
+        stream: false,
+        extra_root_pem: Some(cert.pem().into_bytes()),
+        time_scale: 1.0,
+    };
+    let r = HttpBackend::new(config.clone())
+        .expect("builds")
+        .complete(request())
+        .await
+        .expect("answers over TLS");
+    assert_eq!(r.usage.completion_tokens, 20);
+    config.extra_root_pem = None;
+    let e = HttpBackend::new(config)
+        .expect("builds")
+        .complete(request())
+        .await
+        .expect_err("untrusted certificate");
+    assert!(matches!(e, LlmError::Transport(_)), "{e:?}");
 }
