@@ -52,6 +52,9 @@ impl Chart {
             "sweep-throughput" => "Throughput at each value of the swept parameter.",
             "sweep-429-rate" => "Share of requests refused with 429 at each value.",
             "sweep-makespan" => "Time to finish at each value.",
+            "sweep-files" => {
+                "Files completed (solid) and failed (light) at each value: speed bought with failures shows here."
+            }
             _ => "",
         }
     }
@@ -419,7 +422,7 @@ fn cdf(
             }));
             Line {
                 name: label(r),
-                colour: colour(&r.strategy).to_rgba(),
+                colour: run_colour(report, r),
                 width: 2,
                 points: downsample(pts, max),
                 legend: true,
@@ -546,5 +549,40 @@ fn sweep(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
             "makespan (min)",
             series(|r| r.summary.makespan_s / 60.0),
         )?,
+        line_chart(
+            "sweep-files",
+            &format!("Files completed and failed against {param}"),
+            &param,
+            "files",
+            {
+                let completed = series(|r| r.summary.files_completed as f64);
+                let failed = series(|r| r.summary.files_failed as f64);
+                let mut lines = Vec::with_capacity(2 * completed.len());
+                for (mut c, mut f) in completed.into_iter().zip(failed) {
+                    c.name = format!("{} completed", c.name);
+                    f.name = format!("{} failed", f.name);
+                    f.colour = f.colour.mix(0.4);
+                    lines.push(c);
+                    lines.push(f);
+                }
+                lines
+            },
+        )?,
     ])
+}
+
+/// A run's colour: its strategy's, lighter for later values of a sweep, so that the runs of one
+/// strategy stay apart in a sweep's distribution charts.
+fn run_colour(report: &ReportFile, run: &RunReport) -> RGBAColor {
+    let base = colour(&run.strategy);
+    let Some(sweep) = &report.sweep else {
+        return base.to_rgba();
+    };
+    let i = sweep
+        .values
+        .iter()
+        .position(|v| Some(*v) == run.sweep_value)
+        .unwrap_or(0);
+    let n = sweep.values.len().max(1);
+    base.mix(1.0 - 0.7 * i as f64 / n as f64)
 }

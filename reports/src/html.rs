@@ -102,6 +102,17 @@ pub fn render(report: &ReportFile) -> Result<String, ReportError> {
     ] {
         wr(w, format_args!("<dt>{k}</dt><dd>{}</dd>", escape(&v)));
     }
+    if let Some(sw) = &report.sweep {
+        let values: Vec<String> = sw.values.iter().map(|v| v.to_string()).collect();
+        wr(
+            w,
+            format_args!(
+                "<dt>swept</dt><dd>{}: {}</dd>",
+                escape(&sw.param),
+                escape(&values.join(", "))
+            ),
+        );
+    }
     if !s.timeline.is_empty() {
         let items: Vec<String> = s
             .timeline
