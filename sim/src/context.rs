@@ -420,7 +420,8 @@ impl State {
         }
     }
 
-    /// Files still with the orchestrator when it stopped for good end as failed.
+    /// Files not in a final state when the orchestrator stopped for good (with it, queued, or yet
+    /// to arrive) end as failed, so that every file is counted in exactly one final state.
     pub(crate) fn abandon_unfinished(&mut self, now: Duration) -> u64 {
         let mut n = 0;
         for i in 0..self.files.len() {
@@ -430,7 +431,13 @@ impl State {
                     self.finish(id, FileStatus::Failed, now);
                     n += 1;
                 }
-                FileStatus::Pending | FileStatus::Queued => n += 1,
+                FileStatus::Pending | FileStatus::Queued => {
+                    // The orchestrator is gone for good: files that had not arrived, or were
+                    // waiting for their quota, will never be processed.
+                    self.undecided -= 1;
+                    self.finish(id, FileStatus::Failed, now);
+                    n += 1;
+                }
                 _ => {}
             }
         }

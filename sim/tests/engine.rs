@@ -146,3 +146,30 @@ fn identical_runs_give_identical_reports() {
     let b = simulate(&s, "sequential", &sequential, &RunOptions::default()).expect("finishes");
     assert_eq!(a, b);
 }
+
+#[test]
+fn a_strategy_that_stops_early_leaves_every_file_counted_once() {
+    // It processes the first file (3 s) and returns; the other five (arriving every 10 s) were
+    // never handed out. They end as failed when the orchestrator stops, at 3 s.
+    let first_only = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            if let Some(file) = ctx.next_file().await {
+                for &c in &file.chunks {
+                    let outcome = match ctx.call(ctx.request(file.id, c, 0)).await {
+                        Ok(r) => ChunkOutcome::Validated(r),
+                        Err(_) => ChunkOutcome::Failed,
+                    };
+                    ctx.chunk_done(file.id, c, outcome);
+                }
+            }
+        })
+    };
+    let r = simulate(&scenario(""), "first-only", &first_only, &RunOptions::default()).expect("finishes");
+    let s = &r.summary;
+    assert_eq!((s.files_completed, s.files_failed), (1, 5));
+    assert_eq!(
+        s.files_completed + s.files_failed + s.files_cancelled + s.files_rejected,
+        s.files_total
+    );
+    assert_eq!(s.makespan_s, 3.0);
+}

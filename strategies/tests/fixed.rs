@@ -200,6 +200,9 @@ limits = {{ tpm = {tpm2} }}
         let r = run(&parse(&text));
         prop_assert!(r.summary.ideal_makespan_s <= r.summary.makespan_s, "ideal {} > makespan {}", r.summary.ideal_makespan_s, r.summary.makespan_s);
         prop_assert!(r.summary.efficiency <= 1.0);
+        // And every file ends in exactly one final state.
+        let s = &r.summary;
+        prop_assert_eq!(s.files_completed + s.files_failed + s.files_cancelled + s.files_rejected, s.files_total);
     }
 }
 
