@@ -81,7 +81,7 @@ pub struct RunArgs {
     /// server with the scenario's provider settings is started in-process on 127.0.0.1.
     #[arg(long)]
     pub live: bool,
-    /// With --live: an OpenAI-compatible API base, e.g. https://api.openai.com/v1.
+    /// With --live: an OpenAI-compatible API base, e.g. `https://api.openai.com/v1`.
     #[arg(long, value_name = "URL", requires = "live")]
     pub endpoint: Option<String>,
     /// With --live: the environment variable holding the API key.
