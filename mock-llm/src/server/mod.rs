@@ -86,23 +86,69 @@ struct Org {
 
 struct Metrics {
     /// Responses by HTTP status (the index), 0–599.
-    by_status: Vec<AtomicU64>,
-    throttled_tokens: AtomicU64,
-    throttled_requests: AtomicU64,
-    tokens_admitted: AtomicU64,
-    in_flight: AtomicI64,
+    by_status: Vec<Sharded>,
+    throttled_tokens: Sharded,
+    throttled_requests: Sharded,
+    tokens_admitted: Sharded,
+    in_flight: Sharded,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         Self {
-            by_status: (0..600).map(|_| AtomicU64::new(0)).collect(),
-            throttled_tokens: AtomicU64::new(0),
-            throttled_requests: AtomicU64::new(0),
-            tokens_admitted: AtomicU64::new(0),
-            in_flight: AtomicI64::new(0),
+            by_status: (0..600).map(|_| Sharded::default()).collect(),
+            throttled_tokens: Sharded::default(),
+            throttled_requests: Sharded::default(),
+            tokens_admitted: Sharded::default(),
+            in_flight: Sharded::default(),
         }
     }
+}
+
+/// Shards per counter.
+const SHARDS: usize = 8;
+
+/// A counter split into per-thread shards, each on its own cache line, so that server threads
+/// counting at once do not fight over one line; reading sums the shards.
+#[derive(Default)]
+struct Sharded([Padded; SHARDS]);
+
+#[derive(Default)]
+#[repr(align(64))]
+struct Padded(AtomicI64);
+
+/// This thread's index: unique per thread, assigned on first use.
+fn thread_index() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    thread_local! {
+        static INDEX: u64 = NEXT.fetch_add(1, Ordering::Relaxed);
+    }
+    INDEX.with(|i| *i)
+}
+
+impl Sharded {
+    fn add(&self, n: i64) {
+        self.0[(thread_index() % SHARDS as u64) as usize]
+            .0
+            .fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn get(&self) -> i64 {
+        self.0.iter().map(|p| p.0.load(Ordering::Relaxed)).sum()
+    }
+}
+
+/// A request id unique in this process, without a shared counter: the thread's index in the
+/// high bits, a per-thread count in the low ones.
+fn request_id() -> u64 {
+    thread_local! {
+        static COUNT: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+    }
+    let n = COUNT.with(|c| {
+        c.set(c.get() + 1);
+        c.get()
+    });
+    (thread_index() << 40) | n
 }
 
 struct AppState {
@@ -111,7 +157,6 @@ struct AppState {
     default_org: Arc<Org>,
     start: Instant,
     metrics: Metrics,
-    next_id: AtomicU64,
     shutdown: watch::Receiver<bool>,
 }
 
@@ -153,24 +198,21 @@ struct InFlight<'a>(&'a Metrics);
 
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.0.in_flight.add(-1);
     }
 }
 
 /// Frees a generation slot if the answer is abandoned (the client disconnected).
 struct SlotGuard {
-    org: Arc<Org>,
-    slot: Option<Slot>,
+    /// The organization and its slot, when a capacity is configured (otherwise nothing to free,
+    /// and no reference count to touch).
+    held: Option<(Arc<Org>, Slot)>,
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        if let Some(slot) = self.slot.take() {
-            self.org
-                .provider
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .release(slot);
+        if let Some((org, slot)) = self.held.take() {
+            org.provider.lock().unwrap_or_else(|e| e.into_inner()).release(slot);
         }
     }
 }
@@ -190,7 +232,6 @@ pub fn router(config: ServerConfig, shutdown: watch::Receiver<bool>) -> Router {
         default_org,
         start: Instant::now(),
         metrics: Metrics::default(),
-        next_id: AtomicU64::new(1),
         shutdown,
         config,
     });
@@ -261,9 +302,36 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
+/// Header names, built once: a `&str` name is parsed and validated on every insert.
+mod names {
+    use axum::http::HeaderName;
+    pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub const OPENAI_ORGANIZATION: HeaderName = HeaderName::from_static("openai-organization");
+    pub const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+    pub const LIMIT_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-limit-tokens");
+    pub const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+    pub const REMAINING_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-tokens");
+    pub const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+    pub const RESET_TOKENS: HeaderName = HeaderName::from_static("x-ratelimit-reset-tokens");
+}
+
+/// The six `x-ratelimit-*` headers (the same values as [`RateLimitHeaders::pairs`], written
+/// without intermediate strings for the numbers).
 fn rate_limit_headers(map: &mut HeaderMap, h: &RateLimitHeaders) {
-    for (name, value) in h.pairs() {
-        if let Ok(v) = HeaderValue::from_str(&value) {
+    let mut number = |name, v: Option<u64>| {
+        if let Some(v) = v {
+            map.insert(name, HeaderValue::from(v));
+        }
+    };
+    number(names::LIMIT_REQUESTS, h.limit_requests);
+    number(names::LIMIT_TOKENS, h.limit_tokens);
+    number(names::REMAINING_REQUESTS, h.remaining_requests);
+    number(names::REMAINING_TOKENS, h.remaining_tokens);
+    for (name, d) in [
+        (names::RESET_REQUESTS, h.reset_requests),
+        (names::RESET_TOKENS, h.reset_tokens),
+    ] {
+        if let Some(v) = d.and_then(|d| HeaderValue::from_str(&crate::headers::go_duration(d)).ok()) {
             map.insert(name, v);
         }
     }
@@ -279,19 +347,21 @@ fn respond(
     extra: &[(&'static str, String)],
 ) -> Response {
     if let Some(c) = state.metrics.by_status.get(usize::from(status)) {
-        c.fetch_add(1, Ordering::Relaxed);
+        c.add(1);
     }
     let mut r = Response::new(body);
     *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let h = r.headers_mut();
-    h.insert(
-        "content-type",
-        HeaderValue::from_str(content_type).unwrap_or(HeaderValue::from_static("application/json")),
-    );
-    let id = state.next_id.fetch_add(1, Ordering::Relaxed);
-    h.insert("x-request-id", HeaderValue::from(id));
+    let content_type = match content_type {
+        "application/json" => HeaderValue::from_static("application/json"),
+        "text/event-stream" => HeaderValue::from_static("text/event-stream"),
+        other => HeaderValue::from_str(other).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    };
+    h.insert(axum::http::header::CONTENT_TYPE, content_type);
+    let id = request_id();
+    h.insert(names::X_REQUEST_ID, HeaderValue::from(id));
     if let Ok(v) = HeaderValue::from_str(org) {
-        h.insert("openai-organization", v);
+        h.insert(names::OPENAI_ORGANIZATION, v);
     }
     if let Some(l) = limits {
         rate_limit_headers(h, l);
@@ -327,7 +397,7 @@ fn api_error(state: &AppState, org: &str, e: ApiError) -> Response {
     json_response(state, org, e.status, &e.body, None, &[])
 }
 
-fn find_org(state: &AppState, headers: &HeaderMap) -> Result<Arc<Org>, ApiError> {
+fn find_org<'s>(state: &'s AppState, headers: &HeaderMap) -> Result<&'s Arc<Org>, ApiError> {
     let key = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -335,8 +405,8 @@ fn find_org(state: &AppState, headers: &HeaderMap) -> Result<Arc<Org>, ApiError>
         .map(str::trim)
         .filter(|k| !k.is_empty());
     match key.and_then(|k| state.orgs.get(k)) {
-        Some(o) => Ok(o.clone()),
-        None if !state.config.require_key => Ok(state.default_org.clone()),
+        Some(o) => Ok(o),
+        None if !state.config.require_key => Ok(&state.default_org),
         None => Err(match key {
             None => ApiError::new(
                 401,
@@ -379,8 +449,11 @@ fn hint<T: std::str::FromStr>(headers: &HeaderMap, name: &str) -> Option<T> {
         .and_then(|v| v.trim().parse().ok())
 }
 
-async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body) -> Response {
-    let org = match find_org(&state, &headers) {
+async fn chat(State(state): State<Arc<AppState>>, request: axum::extract::Request) -> Response {
+    // The whole request, split: the `HeaderMap` extractor would copy every header.
+    let (parts, body) = request.into_parts();
+    let headers = &parts.headers;
+    let org = match find_org(&state, headers) {
         Ok(o) => o,
         Err(e) => return api_error(&state, &state.config.provider.organization, e),
     };
@@ -420,8 +493,8 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
     }
     let prompt_tokens = tokens::prompt_tokens(state.config.tokenizer, &model, &req.messages);
     let max_tokens = req.max_tokens.unwrap_or(state.config.default_max_tokens);
-    let completion_tokens = hint(&headers, COMPLETION_HINT).unwrap_or(state.config.completion_tokens);
-    let key = hint(&headers, KEY_HINT).unwrap_or_else(|| {
+    let completion_tokens = hint(headers, COMPLETION_HINT).unwrap_or(state.config.completion_tokens);
+    let key = hint(headers, KEY_HINT).unwrap_or_else(|| {
         req.messages
             .iter()
             .flat_map(|m| m.1.bytes())
@@ -433,7 +506,7 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
         completion_tokens,
         key,
     };
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    state.metrics.in_flight.add(1);
     let _in_flight = InFlight(&state.metrics);
     let now = state.now();
     let (decision, profile) = {
@@ -442,17 +515,17 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
     };
     match decision {
         Admission::Admitted(a) => {
-            state.metrics.tokens_admitted.fetch_add(
-                state.config.provider.charge(prompt_tokens, max_tokens),
-                Ordering::Relaxed,
-            );
+            let charge = state.config.provider.charge(prompt_tokens, max_tokens);
+            state
+                .metrics
+                .tokens_admitted
+                .add(i64::try_from(charge).unwrap_or(i64::MAX));
             let guard = SlotGuard {
-                org: org.clone(),
-                slot: a.slot,
+                held: a.slot.map(|slot| (org.clone(), slot)),
             };
             let content = a.verdict.content(key);
             let finish = if a.truncated { "length" } else { "stop" };
-            let id = format!("chatcmpl-{:016x}", state.next_id.fetch_add(1, Ordering::Relaxed));
+            let id = format!("chatcmpl-{:016x}", request_id());
             let usage = json!({
                 "prompt_tokens": a.usage.prompt_tokens,
                 "completion_tokens": a.usage.completion_tokens,
@@ -528,8 +601,8 @@ async fn chat(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Body
         }
         Admission::Throttled(t) => {
             match t.limit {
-                crate::LimitKind::Tokens => state.metrics.throttled_tokens.fetch_add(1, Ordering::Relaxed),
-                crate::LimitKind::Requests => state.metrics.throttled_requests.fetch_add(1, Ordering::Relaxed),
+                crate::LimitKind::Tokens => state.metrics.throttled_tokens.add(1),
+                crate::LimitKind::Requests => state.metrics.throttled_requests.add(1),
             };
             state.sleep(t.after).await;
             let body = match profile {
@@ -722,7 +795,7 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         "# HELP mock_llm_requests_total Chat completion responses by HTTP status.\n# TYPE mock_llm_requests_total counter"
     );
     for (status, counter) in m.by_status.iter().enumerate() {
-        let n = counter.load(Ordering::Relaxed);
+        let n = counter.get();
         if n > 0 {
             let _ = writeln!(w, "mock_llm_requests_total{{status=\"{status}\"}} {n}");
         }
@@ -734,27 +807,23 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     let _ = writeln!(
         w,
         "mock_llm_throttled_total{{limit=\"tokens\"}} {}",
-        m.throttled_tokens.load(Ordering::Relaxed)
+        m.throttled_tokens.get()
     );
     let _ = writeln!(
         w,
         "mock_llm_throttled_total{{limit=\"requests\"}} {}",
-        m.throttled_requests.load(Ordering::Relaxed)
+        m.throttled_requests.get()
     );
     let _ = writeln!(
         w,
         "# HELP mock_llm_tokens_admitted_total Tokens charged against TPM at admission.\n# TYPE mock_llm_tokens_admitted_total counter"
     );
-    let _ = writeln!(
-        w,
-        "mock_llm_tokens_admitted_total {}",
-        m.tokens_admitted.load(Ordering::Relaxed)
-    );
+    let _ = writeln!(w, "mock_llm_tokens_admitted_total {}", m.tokens_admitted.get());
     let _ = writeln!(
         w,
         "# HELP mock_llm_in_flight Requests being answered now.\n# TYPE mock_llm_in_flight gauge"
     );
-    let _ = writeln!(w, "mock_llm_in_flight {}", m.in_flight.load(Ordering::Relaxed));
+    let _ = writeln!(w, "mock_llm_in_flight {}", m.in_flight.get());
     let mut r = Response::new(Body::from(t));
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("text/plain; version=0.0.4"));
