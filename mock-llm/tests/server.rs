@@ -37,6 +37,16 @@ async fn serve(config: ServerConfig) -> server::Running {
     server::start(config, "127.0.0.1:0").await.expect("the server starts")
 }
 
+/// The server's `/metrics` text.
+async fn metrics(c: &reqwest::Client, s: &server::Running) -> String {
+    let r = c
+        .get(format!("{}/metrics", s.url()))
+        .send()
+        .await
+        .expect("metrics answer");
+    r.text().await.expect("metrics text")
+}
+
 fn body(prompt: &str, max_tokens: i64) -> Value {
     json!({ "model": "gpt-4o-mini", "messages": [{ "role": "user", "content": prompt }], "max_tokens": max_tokens })
 }
@@ -269,14 +279,7 @@ async fn bad_input_gets_openais_errors_and_leaves_the_counters_alone() {
     assert_eq!(r.status(), 200);
     let remaining: u64 = header(&r, "x-ratelimit-remaining-tokens").parse().expect("n");
     assert!(remaining >= 1_000 - 20, "{remaining}");
-    let metrics = c
-        .get(format!("{}/metrics", s.url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&c, &s).await;
     assert!(
         metrics.contains("mock_llm_requests_total{status=\"400\"} 4"),
         "{metrics}"
@@ -405,14 +408,7 @@ async fn a_client_that_disconnects_frees_its_slot() {
         took < Duration::from_millis(3_000),
         "the freed slot serves the next request at once: {took:?}"
     );
-    let metrics = c
-        .get(format!("{}/metrics", s.url()))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
+    let metrics = metrics(&c, &s).await;
     assert!(metrics.contains("mock_llm_in_flight 0"), "{metrics}");
     s.stop().await.expect("stops");
 }
