@@ -44,6 +44,9 @@ pub struct Args {
     /// Lognormal latency noise (0: none).
     #[arg(long)]
     pub sigma: Option<f64>,
+    /// How long a 429 takes to arrive, in ms (default 10).
+    #[arg(long)]
+    pub reject_ms: Option<f64>,
     /// Maximum concurrent generations (excess requests queue).
     #[arg(long)]
     pub capacity: Option<NonZeroU64>,
@@ -140,6 +143,9 @@ pub fn provider(args: &Args) -> Result<ProviderConfig, MockError> {
     }
     if let Some(v) = args.sigma {
         l.sigma = Millis::try_from(v).map_err(|e| bad("sigma", e))?;
+    }
+    if let Some(v) = args.reject_ms {
+        l.reject_ms = Millis::try_from(v).map_err(|e| bad("reject-ms", e))?;
     }
     p.capacity = args.capacity.or(p.capacity);
     if let Some(v) = args.error_rate {

@@ -6,6 +6,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use tiktoken_rs::CoreBPE;
 
+use super::openai::ChatMessage;
+
 /// How prompt tokens are counted.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -55,11 +57,11 @@ fn bpe_for(model: &str) -> &'static CoreBPE {
 /// Prompt tokens of a chat request, as the OpenAI cookbook estimates them: 4 per message, the
 /// tokens of its role, content and name (−1 when a name is present), and 2 for the reply primer
 /// (`api_request_parallel_processor.py`).
-pub fn prompt_tokens(tokenizer: Tokenizer, model: &str, messages: &[(String, String, Option<String>)]) -> u32 {
+pub fn prompt_tokens(tokenizer: Tokenizer, model: &str, messages: &[ChatMessage<'_>]) -> u32 {
     let mut n = 2u32;
-    for (role, content, name) in messages {
-        n += 4 + tokenizer.count(model, role) + tokenizer.count(model, content);
-        if let Some(name) = name {
+    for m in messages {
+        n += 4 + tokenizer.count(model, &m.role) + tokenizer.count(model, &m.content);
+        if let Some(name) = &m.name {
             n += tokenizer.count(model, name).saturating_sub(1);
         }
     }
@@ -80,7 +82,11 @@ mod tests {
 
     #[test]
     fn chat_overhead_follows_the_cookbook() {
-        let msgs = vec![("user".to_owned(), "hello world".to_owned(), None)];
+        let msgs = vec![ChatMessage {
+            role: "user".into(),
+            content: "hello world".into(),
+            name: None,
+        }];
         // 2 primer + 4 per message + 1 ("user") + 2 ("hello world").
         assert_eq!(prompt_tokens(Tokenizer::Bpe, "gpt-4o", &msgs), 9);
     }
