@@ -289,3 +289,25 @@ async fn unknown_routes_and_wrong_methods_are_named_in_the_error() {
     assert_eq!(a[1].status, 405);
     s.stop().await.expect("stops");
 }
+
+#[tokio::test]
+async fn stopping_does_not_wait_forever_for_a_client_that_never_reads() {
+    let (s, c) = connect().await;
+    // Pipelined requests whose answers fill the socket buffers, from a client that never reads:
+    // the server's write blocks. Stopping must still end, after the grace period.
+    let (_read, mut write) = c.into_split();
+    let writer = tokio::spawn(async move {
+        let req = b"GET /v1/models HTTP/1.1\r\nhost: x\r\n\r\n".repeat(1000);
+        for _ in 0..500 {
+            if write.write_all(&req).await.is_err() {
+                break;
+            }
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    tokio::time::timeout(server::http::STOP_GRACE + Duration::from_secs(5), s.stop())
+        .await
+        .expect("stopping ends despite the stuck connection")
+        .expect("stops");
+    writer.abort();
+}

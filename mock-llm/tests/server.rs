@@ -519,3 +519,91 @@ async fn a_client_that_disconnects_mid_stream_frees_its_slot() {
     );
     s.stop().await.expect("stops");
 }
+
+#[test]
+fn a_port_already_served_is_refused_not_shared() {
+    // The per-core server binds with SO_REUSEPORT, which would let a second server join the
+    // first on its port and take half its connections without a word. It must refuse instead.
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let first = std::thread::spawn(move || {
+        server::serve_per_core(
+            ServerConfig::new(provider(None, None, 0.0, 0.0)),
+            "127.0.0.1:0".parse().expect("address"),
+            2,
+            |at| addr_tx.send(at).expect("the test waits"),
+            async {
+                let _ = stop_rx.await;
+            },
+        )
+    });
+    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("binds");
+    let second = server::serve_per_core(
+        ServerConfig::new(provider(None, None, 0.0, 0.0)),
+        addr,
+        2,
+        |_| {},
+        async {}, // would stop at once, had it started
+    );
+    let err = second.expect_err("the port is taken");
+    assert!(err.to_string().contains("cannot listen"), "{err}");
+    stop_tx.send(()).expect("the first server waits");
+    first.join().expect("joins").expect("stops cleanly");
+}
+
+#[test]
+fn the_binary_stops_cleanly_on_sigterm_and_sigint_under_load() {
+    // The binary as users run it, one runtime per core: a signal right after a burst of
+    // traffic on many connections stops it, and it exits with success.
+    for signal in ["TERM", "INT", "TERM"] {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_mock-llm"))
+            .args(["--port", "0", "--base-ms", "0", "--per-token-ms", "0", "--sigma", "0"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("it prints its address");
+        let url = line.trim().rsplit(' ').next().expect("an address").to_owned();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async {
+            let c = client();
+            let load = (0..16).map(|_| {
+                let (c, url) = (c.clone(), url.clone());
+                tokio::spawn(async move {
+                    for _ in 0..50 {
+                        assert_eq!(post(&c, &url, &body("hi", 5)).await.status(), 200);
+                    }
+                })
+            });
+            for l in load.collect::<Vec<_>>() {
+                l.await.expect("the load runs");
+            }
+        });
+        drop(rt);
+        let sent = std::process::Command::new("kill")
+            .args([format!("-{signal}"), child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let status = loop {
+            if let Some(s) = child.try_wait().expect("waits") {
+                break s;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("SIG{signal} did not stop the server within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        assert!(status.success(), "SIG{signal}: exit {status}");
+    }
+}

@@ -77,6 +77,9 @@ pub struct Args {
     /// Largest request body, in bytes.
     #[arg(long, default_value_t = 1 << 20)]
     pub max_body_bytes: usize,
+    /// Server threads, each with its own runtime and listener (default: one per core).
+    #[arg(long)]
+    pub threads: Option<std::num::NonZeroUsize>,
 }
 
 /// `--profile`.
@@ -201,7 +204,10 @@ pub fn run_blocking(args: &Args, out: &mut dyn std::io::Write) -> Result<(), Moc
     let addr: std::net::SocketAddr = format!("{}:{}", args.host, args.port)
         .parse()
         .map_err(|e| MockError::Config(format!("--host {} --port {}: {e}", args.host, args.port)))?;
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = args
+        .threads
+        .or_else(|| std::thread::available_parallelism().ok())
+        .map_or(1, |n| n.get());
     crate::server::serve_per_core(
         config,
         addr,

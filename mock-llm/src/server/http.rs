@@ -221,7 +221,7 @@ fn write_date(buf: &mut Vec<u8>) {
 
 /// Accepts connections on `listener` and answers them with `handler` until `stop` turns true;
 /// then stops accepting, answers what is waiting with [`Handler::stopping`], closes idle
-/// connections, and returns when every connection has ended.
+/// connections, and returns when every connection has ended (or after [`STOP_GRACE`]).
 pub async fn serve<H: Handler>(
     listener: TcpListener,
     handler: Arc<H>,
@@ -251,9 +251,17 @@ pub async fn serve<H: Handler>(
         }
     }
     let _ = local_tx.send(true);
-    while connections.join_next().await.is_some() {}
+    // Connections end at once when idle or waiting; one stuck writing to a client that does not
+    // read is cut off after a grace period.
+    let drained = async { while connections.join_next().await.is_some() {} };
+    if tokio::time::timeout(STOP_GRACE, drained).await.is_err() {
+        connections.shutdown().await;
+    }
     Ok(())
 }
+
+/// How long a stopping server waits for connections still writing their last answers.
+pub const STOP_GRACE: Duration = Duration::from_secs(2);
 
 /// How a wait ended.
 enum Waited {

@@ -137,13 +137,22 @@ pub fn serve_per_core(
     let (stop_tx, stop_rx) = watch::channel(false);
     let max_body = config.max_body_bytes;
     let app = Arc::new(App::new(config));
+    // SO_REUSEPORT would let this server share a port already served by another process with
+    // the flag (a second mock-llm, say), silently splitting the traffic: a plain bind first
+    // checks the port is free, and picks one for port 0.
+    let mut at = std::net::TcpListener::bind(addr)
+        .and_then(|probe| probe.local_addr())
+        .map_err(io(&format!("cannot listen on {addr}")))?;
     let (bound_tx, bound_rx) = std::sync::mpsc::channel::<Result<SocketAddr, std::io::Error>>();
     let mut workers = Vec::new();
-    let mut at = addr;
     for _ in 0..threads.max(1) {
         let (app, rx, tx, bind_at) = (app.clone(), stop_rx.clone(), bound_tx.clone(), at);
         workers.push(std::thread::spawn(move || -> std::io::Result<()> {
-            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            // I/O and timers only: signals are for the caller's `shutdown` future alone.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_io()
+                .enable_time()
+                .build()?;
             rt.block_on(async move {
                 let socket = if bind_at.is_ipv4() {
                     tokio::net::TcpSocket::new_v4()?
@@ -164,7 +173,7 @@ pub fn serve_per_core(
                 http::serve(listener, app, rx, max_body).await
             })
         }));
-        // Later threads bind the port the first one got.
+        // Later threads bind the port the first one got (the same, unless port 0 raced).
         at = bound_rx
             .recv()
             .map_err(|_| MockError::Config("a server thread died while binding".into()))?
