@@ -9,15 +9,10 @@ secs=${1:-45}
 tpm=6000000
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 cargo build --release -q -p mock-llm --features server --bin mock-llm
-lua=$(mktemp --suffix .lua)
-cat > "$lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello world"}],"max_tokens":100}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+lua=benches/chat.lua
 ./target/release/mock-llm --port 18080 --tpm $tpm --rpm 1000000000000 --base-ms 0 --per-token-ms 0 --sigma 0 --reject-ms 0 >/dev/null &
 m=$!
-trap 'kill $m 2>/dev/null; rm -f "$lua"' EXIT
+trap 'kill $m 2>/dev/null' EXIT
 sleep 1
 admitted() { curl -s http://127.0.0.1:18080/metrics | awk '/^mock_llm_tokens_admitted_total/ {print $2}'; }
 wrk -t2 -c64 -d"$((secs + 20))s" -s "$lua" http://127.0.0.1:18080/v1/chat/completions >/dev/null &

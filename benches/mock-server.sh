@@ -9,12 +9,7 @@ secs=${1:-10}
 command -v wrk >/dev/null || { echo "wrk is missing: apt-get install wrk" >&2; exit 2; }
 cargo build --release -q -p mock-llm --features server --bin mock-llm
 cargo build --release -q -p orchbench-benches --bin static-wiremock
-lua=$(mktemp --suffix .lua)
-cat > "$lua" <<'LUA'
-wrk.method = "POST"
-wrk.body = '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello world"}],"max_tokens":100}'
-wrk.headers["Content-Type"] = "application/json"
-LUA
+lua=benches/chat.lua
 run() { # name, url
   local out; out=$(wrk -t2 -c64 -d"${secs}s" --latency -s "$lua" "$2/v1/chat/completions")
   local rps p50 p99
@@ -26,7 +21,7 @@ run() { # name, url
 m=$!
 ./target/release/static-wiremock 18090 >/dev/null &
 w=$!
-trap 'kill $m $w 2>/dev/null; rm -f "$lua"' EXIT
+trap 'kill $m $w 2>/dev/null' EXIT
 sleep 1
 a=$(run mock-llm http://127.0.0.1:18080)
 b=$(run static-wiremock http://127.0.0.1:18090)

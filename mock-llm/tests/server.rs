@@ -437,16 +437,21 @@ async fn hung_requests_end_when_the_server_stops() {
     assert!(matches!(status, Ok(503) | Err(_)), "{status:?}");
 }
 
-#[test]
-fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
-    // How the binary serves: one runtime and SO_REUSEPORT listener per thread, one shared state.
+/// The per-core server on two threads and a free loopback port, in a thread of its own: its
+/// address, what stops it, and the thread (which returns the server's result).
+#[allow(clippy::type_complexity)]
+fn per_core(
+    config: ServerConfig,
+) -> (
+    std::net::SocketAddr,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<Result<(), mock_llm::MockError>>,
+) {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let server = std::thread::spawn(move || {
         server::serve_per_core(
-            // 60,000 TPM refills ~1 token per ms: far less than the 100 each request takes, so
-            // the charges show in the headers however slowly the requests come.
-            ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)),
+            config,
             "127.0.0.1:0".parse().expect("address"),
             2,
             |at| addr_tx.send(at).expect("the test waits"),
@@ -456,6 +461,15 @@ fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
         )
     });
     let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("binds");
+    (addr, stop_tx, server)
+}
+
+#[test]
+fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
+    // How the binary serves: one runtime and SO_REUSEPORT listener per thread, one shared state.
+    // 60,000 TPM refills ~1 token per ms: far less than the 100 each request takes, so the
+    // charges show in the headers however slowly the requests come.
+    let (addr, stop_tx, server) = per_core(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -524,20 +538,7 @@ async fn a_client_that_disconnects_mid_stream_frees_its_slot() {
 fn a_port_already_served_is_refused_not_shared() {
     // The per-core server binds with SO_REUSEPORT, which would let a second server join the
     // first on its port and take half its connections without a word. It must refuse instead.
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let first = std::thread::spawn(move || {
-        server::serve_per_core(
-            ServerConfig::new(provider(None, None, 0.0, 0.0)),
-            "127.0.0.1:0".parse().expect("address"),
-            2,
-            |at| addr_tx.send(at).expect("the test waits"),
-            async {
-                let _ = stop_rx.await;
-            },
-        )
-    });
-    let addr = addr_rx.recv_timeout(Duration::from_secs(10)).expect("binds");
+    let (addr, stop_tx, first) = per_core(ServerConfig::new(provider(None, None, 0.0, 0.0)));
     let second = server::serve_per_core(
         ServerConfig::new(provider(None, None, 0.0, 0.0)),
         addr,

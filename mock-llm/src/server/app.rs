@@ -179,28 +179,22 @@ impl Handler for App {
             }
             ("POST", "/admin/config") => self.admin_config(req.body, out),
             ("POST", "/admin/outage") => self.admin_outage(req.body, out),
-            (
-                _,
-                "/v1/chat/completions" | "/admin/config" | "/admin/outage" | "/v1/models" | "/healthz" | "/metrics",
-            ) => {
-                let e = ApiError::new(
-                    405,
-                    format!("Method {} is not allowed on {}.", req.method, req.path),
-                    "invalid_request_error",
-                    None,
-                    None,
-                );
-                self.head(out, e.status, self.default_name()).json(&e.body);
-            }
-            _ => {
-                // OpenAI's answer to an unknown route.
-                let e = ApiError::new(
-                    404,
-                    format!("Invalid URL ({} {})", req.method, req.path),
-                    "invalid_request_error",
-                    None,
-                    None,
-                );
+            (method, path) => {
+                let known = [
+                    "/v1/chat/completions",
+                    "/v1/models",
+                    "/healthz",
+                    "/metrics",
+                    "/admin/config",
+                    "/admin/outage",
+                ];
+                let (status, message) = if known.contains(&path) {
+                    (405, format!("Method {method} is not allowed on {path}."))
+                } else {
+                    // OpenAI's answer to an unknown route.
+                    (404, format!("Invalid URL ({method} {path})"))
+                };
+                let e = ApiError::new(status, message, "invalid_request_error", None, None);
                 self.error(out, self.default_name(), &e);
             }
         }

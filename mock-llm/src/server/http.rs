@@ -632,14 +632,9 @@ fn scan_chunked(data: &[u8], max_body: usize) -> Chunked {
                 Chunked::Partial
             };
         };
-        let line = &data[at..at + eol];
-        let digits = line.split(|&b| b == b';').next().unwrap_or(b"");
-        let digits = digits.strip_suffix(b" ").unwrap_or(digits);
-        if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        let Some(size) = chunk_size(&data[at..at + eol]) else {
             return Chunked::Bad("bad chunk size");
-        }
-        let size = usize::from_str_radix(std::str::from_utf8(digits).expect("hex digits are ASCII"), 16)
-            .expect("at most 15 hex digits fit in usize");
+        };
         at += eol + 2;
         if size == 0 {
             // Trailer lines, then an empty line.
@@ -677,10 +672,7 @@ fn decode_chunked(data: &[u8], body: &mut Vec<u8>) {
     let mut at = 0;
     loop {
         let eol = find_crlf(&data[at..]).expect("scanned");
-        let line = &data[at..at + eol];
-        let digits = line.split(|&b| b == b';').next().unwrap_or(b"");
-        let digits = digits.strip_suffix(b" ").unwrap_or(digits);
-        let size = usize::from_str_radix(std::str::from_utf8(digits).expect("scanned"), 16).expect("scanned");
+        let size = chunk_size(&data[at..at + eol]).expect("scanned");
         at += eol + 2;
         if size == 0 {
             return;
@@ -688,6 +680,16 @@ fn decode_chunked(data: &[u8], body: &mut Vec<u8>) {
         body.extend_from_slice(&data[at..at + size]);
         at += size + 2;
     }
+}
+
+/// The size on a chunk-size line (`1a;ext=x`): up to 15 hex digits, extensions ignored.
+fn chunk_size(line: &[u8]) -> Option<usize> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or(b"");
+    let digits = digits.strip_suffix(b" ").unwrap_or(digits);
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return None;
+    }
+    usize::from_str_radix(std::str::from_utf8(digits).ok()?, 16).ok()
 }
 
 fn find_crlf(data: &[u8]) -> Option<usize> {
