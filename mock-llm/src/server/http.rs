@@ -379,7 +379,8 @@ impl<H: Handler> Connection<H> {
             }
             Err(e) => return self.refuse(400, &format!("malformed HTTP request: {e}")),
         };
-        // HTTP/1.0 closes after each answer unless asked otherwise; 1.1 keeps the connection.
+        // HTTP/1.1 keeps the connection unless asked not to; 1.0 closes after each answer (its
+        // `keep-alive` extension is not offered).
         let mut close = req.version == Some(0);
         let mut content_length: Option<usize> = None;
         let mut chunked = false;
@@ -398,13 +399,7 @@ impl<H: Handler> Connection<H> {
                 }
                 chunked = true;
             } else if h.name.eq_ignore_ascii_case("connection") {
-                for token in value.split(',').map(str::trim) {
-                    if token.eq_ignore_ascii_case("close") {
-                        close = true;
-                    } else if token.eq_ignore_ascii_case("keep-alive") && req.version == Some(0) {
-                        close = false;
-                    }
-                }
+                close |= value.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"));
             } else if h.name.eq_ignore_ascii_case("expect") {
                 expect_continue = value.trim().eq_ignore_ascii_case("100-continue");
             }
