@@ -259,6 +259,16 @@ async fn malformed_and_oversized_requests_get_openai_errors_and_the_connection_c
             b"POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n1000\r\n".to_vec(),
             413,
         ),
+        // One-byte chunks with 4,000-byte extensions, never ending: the data stays under the
+        // limit while the framing grows without bound, so the bytes held are capped too.
+        (
+            format!(
+                "POST /v1/chat/completions HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n{}",
+                format!("1;x={}\r\na\r\n", "e".repeat(4000)).repeat(20)
+            )
+            .into_bytes(),
+            413,
+        ),
     ];
     for (req, status) in cases {
         let mut c = TcpStream::connect(s.addr).await.expect("connects");

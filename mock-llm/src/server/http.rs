@@ -415,6 +415,10 @@ impl<H: Handler> Connection<H> {
                     decode_chunked(&rest[..used], &mut self.decoded);
                     (&self.decoded, used)
                 }
+                // Framing can outweigh the data (tiny chunks, long extensions): bound the bytes held.
+                Chunked::Partial if rest.len() > self.max_body.saturating_mul(4) + MAX_HEAD_BYTES => {
+                    return self.too_large();
+                }
                 Chunked::Partial => return self.wait_for_body(expect_continue),
                 Chunked::TooLarge => return self.too_large(),
                 Chunked::Bad(why) => return self.refuse(400, &format!("malformed chunked body: {why}")),
