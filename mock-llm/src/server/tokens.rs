@@ -33,7 +33,7 @@ impl Tokenizer {
     /// Loads the tables now, so the first request does not pay for it.
     pub fn warm_up(self, model: &str) {
         if self == Tokenizer::Bpe {
-            let _ = bpe_for(model);
+            let _ = role_counts(model);
         }
     }
 
@@ -46,11 +46,33 @@ impl Tokenizer {
     }
 }
 
+fn is_cl100k(model: &str) -> bool {
+    model.starts_with("gpt-4-") || model == "gpt-4" || model.starts_with("gpt-3.5")
+}
+
 fn bpe_for(model: &str) -> &'static CoreBPE {
-    if model.starts_with("gpt-4-") || model == "gpt-4" || model.starts_with("gpt-3.5") {
-        cl100k()
-    } else {
-        o200k()
+    if is_cl100k(model) { cl100k() } else { o200k() }
+}
+
+/// The roles of OpenAI's chat format: a handful of words in every message, so their BPE counts
+/// are computed once per encoding rather than on every request.
+const ROLES: [&str; 6] = ["system", "user", "assistant", "developer", "tool", "function"];
+
+fn role_counts(model: &str) -> &'static [u32; ROLES.len()] {
+    static O200K: OnceLock<[u32; ROLES.len()]> = OnceLock::new();
+    static CL100K: OnceLock<[u32; ROLES.len()]> = OnceLock::new();
+    let cell = if is_cl100k(model) { &CL100K } else { &O200K };
+    cell.get_or_init(|| ROLES.map(|r| Tokenizer::Bpe.count(model, r)))
+}
+
+impl Tokenizer {
+    /// Tokens in a message's `role`: the same as [`Tokenizer::count`], from a table for the
+    /// usual roles.
+    pub fn count_role(self, model: &str, role: &str) -> u32 {
+        match (self, ROLES.iter().position(|r| *r == role)) {
+            (Tokenizer::Bpe, Some(i)) => role_counts(model)[i],
+            _ => self.count(model, role),
+        }
     }
 }
 
@@ -60,7 +82,7 @@ fn bpe_for(model: &str) -> &'static CoreBPE {
 pub fn prompt_tokens(tokenizer: Tokenizer, model: &str, messages: &[ChatMessage<'_>]) -> u32 {
     let mut n = 2u32;
     for m in messages {
-        n += 4 + tokenizer.count(model, &m.role) + tokenizer.count(model, &m.content);
+        n += 4 + tokenizer.count_role(model, &m.role) + tokenizer.count(model, &m.content);
         if let Some(name) = &m.name {
             n += tokenizer.count(model, name).saturating_sub(1);
         }
@@ -78,6 +100,25 @@ mod tests {
         assert_eq!(Tokenizer::Bpe.count("gpt-4o-mini", "hello world"), 2);
         assert_eq!(Tokenizer::Bpe.count("gpt-4", "hello world"), 2);
         assert_eq!(Tokenizer::Chars4.count("gpt-4o", "hello world"), 3);
+    }
+
+    #[test]
+    fn role_counts_from_the_table_equal_counting() {
+        // The table is a cache, never an estimate: for every role in both encodings (and a role
+        // outside the table) it gives what the tokenizer gives.
+        for model in ["gpt-4o-mini", "gpt-4"] {
+            for role in ROLES.iter().copied().chain(["narrator"]) {
+                assert_eq!(
+                    Tokenizer::Bpe.count_role(model, role),
+                    Tokenizer::Bpe.count(model, role),
+                    "{model} {role}"
+                );
+                assert_eq!(
+                    Tokenizer::Chars4.count_role(model, role),
+                    Tokenizer::Chars4.count(model, role)
+                );
+            }
+        }
     }
 
     #[test]
