@@ -743,6 +743,179 @@ mod tests {
         }
     }
 
+    /// Answers every request with what it saw: method, path, and the body's length and bytes.
+    struct Echo;
+
+    impl Handler for Echo {
+        fn handle(&self, r: &Request<'_>, out: &mut Out<'_>) -> Timing {
+            let mut said = format!("{} {} {}:", r.method, r.path, r.body.len()).into_bytes();
+            said.extend_from_slice(r.body);
+            out.head(200).body("text/plain", &said);
+            Timing::Now
+        }
+
+        fn refuse(&self, status: u16, message: &str, out: &mut Out<'_>) {
+            out.head(status).body("text/plain", message.as_bytes());
+        }
+
+        fn stopping(&self, out: &mut Out<'_>) {
+            out.head(503).body("text/plain", b"stopping");
+        }
+    }
+
+    /// Feeds `pieces` to a connection one read at a time, as the read loop does; returns what it
+    /// wrote and whether it refused (and so closed).
+    fn feed(pieces: &[&[u8]], max_body: usize) -> (Vec<u8>, bool) {
+        let mut c = Connection {
+            handler: Arc::new(Echo),
+            buf: Vec::new(),
+            start: 0,
+            out: Vec::new(),
+            scratch: Vec::new(),
+            decoded: Vec::new(),
+            continued: false,
+            max_body,
+        };
+        for piece in pieces {
+            c.buf.extend_from_slice(piece);
+            loop {
+                match c.step() {
+                    Step::NeedMore => break,
+                    Step::Refused => return (c.out, true),
+                    Step::Answered { timing, .. } => assert!(matches!(timing, Timing::Now)),
+                }
+            }
+            c.buf.drain(..c.start);
+            c.start = 0;
+        }
+        (c.out, false)
+    }
+
+    /// The final answers in `out` as (status, body, connection header), skipping `100 Continue`;
+    /// fails on anything not a whole, well-formed answer.
+    fn parse_answers(mut out: &[u8]) -> Vec<(u16, Vec<u8>, Option<String>)> {
+        let mut answers = vec![];
+        while !out.is_empty() {
+            let mut headers = [httparse::EMPTY_HEADER; 16];
+            let mut r = httparse::Response::new(&mut headers);
+            let n = match r.parse(out) {
+                Ok(httparse::Status::Complete(n)) => n,
+                other => panic!("not a whole answer ({other:?}): {:?}", String::from_utf8_lossy(out)),
+            };
+            let status = r.code.expect("a status");
+            let header = |name: &str| {
+                r.headers
+                    .iter()
+                    .find(|h| h.name == name)
+                    .map(|h| String::from_utf8_lossy(h.value).into_owned())
+            };
+            if status == 100 {
+                out = &out[n..];
+                continue;
+            }
+            let len: usize = header("content-length")
+                .expect("every answer has a length")
+                .parse()
+                .expect("a number");
+            answers.push((status, out[n..n + len].to_vec(), header("connection")));
+            out = &out[n + len..];
+        }
+        answers
+    }
+
+    /// A valid request of one of four shapes, and the echo it must get.
+    fn valid_request() -> impl Strategy<Value = (Vec<u8>, Vec<u8>)> {
+        (
+            0..4u8,
+            proptest::collection::vec(any::<u8>(), 0..40),
+            proptest::collection::vec(1usize..16, 0..4),
+        )
+            .prop_map(|(shape, body, cuts)| {
+                let echo = |method: &str, body: &[u8]| {
+                    let mut e = format!("{method} /p {}:", body.len()).into_bytes();
+                    e.extend_from_slice(body);
+                    e
+                };
+                match shape {
+                    0 => (b"GET /p?q=1 HTTP/1.1\r\nhost: x\r\n\r\n".to_vec(), echo("GET", b"")),
+                    1 | 3 => {
+                        let expect = if shape == 3 { "expect: 100-continue\r\n" } else { "" };
+                        let mut r =
+                            format!("POST /p HTTP/1.1\r\n{expect}Content-Length: {}\r\n\r\n", body.len()).into_bytes();
+                        r.extend_from_slice(&body);
+                        (r, echo("POST", &body))
+                    }
+                    _ => {
+                        let mut r = b"POST /p HTTP/1.1\r\ntransfer-encoding: chunked\r\n\r\n".to_vec();
+                        r.extend_from_slice(&encode(&body, &cuts));
+                        (r, echo("POST", &body))
+                    }
+                }
+            })
+    }
+
+    /// Cuts `bytes` at the given points (taken modulo its length).
+    fn split<'a>(bytes: &'a [u8], points: &[usize]) -> Vec<&'a [u8]> {
+        let mut at: Vec<usize> = points.iter().map(|p| p % (bytes.len() + 1)).collect();
+        at.sort_unstable();
+        at.dedup();
+        let mut pieces = vec![];
+        let mut from = 0;
+        for p in at.into_iter().chain([bytes.len()]) {
+            pieces.push(&bytes[from..p]);
+            from = p;
+        }
+        pieces
+    }
+
+    proptest! {
+        /// Pipelined valid requests, however the reads cut them, are each answered once, in
+        /// order, with exactly the method, path and (decoded) body sent.
+        #[test]
+        fn requests_are_answered_the_same_however_the_reads_cut_them(
+            requests in proptest::collection::vec(valid_request(), 1..5),
+            points in proptest::collection::vec(any::<usize>(), 0..12),
+        ) {
+            let stream: Vec<u8> = requests.iter().flat_map(|(r, _)| r.clone()).collect();
+            let expected: Vec<Vec<u8>> = requests.iter().map(|(_, e)| e.clone()).collect();
+            let (out, refused) = feed(&split(&stream, &points), 1024);
+            prop_assert!(!refused);
+            let got: Vec<Vec<u8>> = parse_answers(&out).into_iter().map(|(s, b, _)| { assert_eq!(s, 200); b }).collect();
+            prop_assert_eq!(got, expected);
+        }
+
+        /// Any bytes at all, cut anywhere: the connection never panics, writes only whole,
+        /// well-formed answers, and a refusal (a 4xx/5xx from the HTTP layer) is its last word and
+        /// says it closes.
+        #[test]
+        fn any_bytes_get_well_formed_answers_or_a_closing_refusal(
+            tokens in proptest::collection::vec(
+                prop_oneof![
+                    proptest::sample::select(vec![
+                        "GET ", "POST ", "/p", " HTTP/1.1\r\n", " HTTP/1.0\r\n", " HTTP/2\r\n", "\r\n",
+                        "content-length: 5\r\n", "content-length: x\r\n", "Content-Length: 99999\r\n",
+                        "transfer-encoding: chunked\r\n", "transfer-encoding: gzip\r\n", "5\r\nhello\r\n",
+                        "0\r\n\r\n", "zz\r\n", "expect: 100-continue\r\n", "connection: close\r\n", "x: y\r\n",
+                    ]).prop_map(|t| t.as_bytes().to_vec()),
+                    proptest::collection::vec(any::<u8>(), 1..8),
+                ],
+                0..30,
+            ),
+            points in proptest::collection::vec(any::<usize>(), 0..8),
+        ) {
+            let stream: Vec<u8> = tokens.concat();
+            let (out, refused) = feed(&split(&stream, &points), 64);
+            let answers = parse_answers(&out);
+            for (i, (status, _, connection)) in answers.iter().enumerate() {
+                prop_assert!([200, 400, 413, 431, 501].contains(status), "status {}", status);
+                if *status != 200 {
+                    prop_assert!(refused && i == answers.len() - 1, "a refusal ends the connection");
+                    prop_assert_eq!(connection.as_deref(), Some("close"));
+                }
+            }
+        }
+    }
+
     #[test]
     fn chunked_bodies_over_the_limit_or_malformed_are_refused() {
         assert_eq!(
