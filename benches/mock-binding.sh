@@ -12,8 +12,10 @@ cargo build --release -q -p mock-llm --features server --bin mock-llm
 lua=benches/chat.lua
 ./target/release/mock-llm --port 18080 --tpm $tpm --rpm 1000000000000 --base-ms 0 --per-token-ms 0 --sigma 0 --reject-ms 0 >/dev/null &
 m=$!
-trap 'kill $m 2>/dev/null' EXIT
+trap 'kill $m 2>/dev/null || true' EXIT
 sleep 1
+# Measure these servers, not a stale one still holding the port.
+kill -0 $m 2>/dev/null || { echo "mock-llm did not start: is port 18080 taken?" >&2; exit 2; }
 admitted() { curl -s http://127.0.0.1:18080/metrics | awk '/^mock_llm_tokens_admitted_total/ {print $2}'; }
 wrk -t2 -c64 -d"$((secs + 20))s" -s "$lua" http://127.0.0.1:18080/v1/chat/completions >/dev/null &
 w=$!

@@ -21,8 +21,11 @@ run() { # name, url
 m=$!
 ./target/release/static-wiremock 18090 >/dev/null &
 w=$!
-trap 'kill $m $w 2>/dev/null' EXIT
+trap 'kill $m $w 2>/dev/null || true' EXIT
 sleep 1
+# Measure these servers, not a stale one still holding the port.
+kill -0 $m 2>/dev/null || { echo "mock-llm did not start: is port 18080 taken?" >&2; exit 2; }
+kill -0 $w 2>/dev/null || { echo "static-wiremock did not start: is port 18090 taken?" >&2; exit 2; }
 a=$(run mock-llm http://127.0.0.1:18080)
 b=$(run static-wiremock http://127.0.0.1:18090)
 python3 -c "print(f'mock-llm / static wiremock = {$a / $b:.2f}')"
