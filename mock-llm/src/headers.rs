@@ -23,28 +23,45 @@ pub struct RateLimitHeaders {
     pub reset_tokens: Option<Duration>,
 }
 
+/// The header names, in OpenAI's order: the three limits (requests, tokens), remaining and reset.
+pub mod names {
+    /// `x-ratelimit-limit-requests`.
+    pub const LIMIT_REQUESTS: &str = "x-ratelimit-limit-requests";
+    /// `x-ratelimit-limit-tokens`.
+    pub const LIMIT_TOKENS: &str = "x-ratelimit-limit-tokens";
+    /// `x-ratelimit-remaining-requests`.
+    pub const REMAINING_REQUESTS: &str = "x-ratelimit-remaining-requests";
+    /// `x-ratelimit-remaining-tokens`.
+    pub const REMAINING_TOKENS: &str = "x-ratelimit-remaining-tokens";
+    /// `x-ratelimit-reset-requests`.
+    pub const RESET_REQUESTS: &str = "x-ratelimit-reset-requests";
+    /// `x-ratelimit-reset-tokens`.
+    pub const RESET_TOKENS: &str = "x-ratelimit-reset-tokens";
+}
+
+/// One header's value: a count, or a reset time (written as a Go duration, [`go_duration`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RateLimitValue {
+    /// A limit or a remaining amount.
+    Count(u64),
+    /// Time until the limit is whole again.
+    Reset(Duration),
+}
+
 impl RateLimitHeaders {
-    /// The headers as (name, value) pairs, in OpenAI's order, resets written as Go durations.
-    pub fn pairs(&self) -> Vec<(&'static str, String)> {
-        let mut out = Vec::with_capacity(6);
-        let mut push = |name, v: Option<String>| {
-            if let Some(v) = v {
-                out.push((name, v));
-            }
-        };
-        push("x-ratelimit-limit-requests", self.limit_requests.map(|v| v.to_string()));
-        push("x-ratelimit-limit-tokens", self.limit_tokens.map(|v| v.to_string()));
-        push(
-            "x-ratelimit-remaining-requests",
-            self.remaining_requests.map(|v| v.to_string()),
-        );
-        push(
-            "x-ratelimit-remaining-tokens",
-            self.remaining_tokens.map(|v| v.to_string()),
-        );
-        push("x-ratelimit-reset-requests", self.reset_requests.map(go_duration));
-        push("x-ratelimit-reset-tokens", self.reset_tokens.map(go_duration));
-        out
+    /// The headers present, as (name, value), in OpenAI's order.
+    pub fn entries(&self) -> impl Iterator<Item = (&'static str, RateLimitValue)> {
+        use RateLimitValue::{Count, Reset};
+        [
+            (names::LIMIT_REQUESTS, self.limit_requests.map(Count)),
+            (names::LIMIT_TOKENS, self.limit_tokens.map(Count)),
+            (names::REMAINING_REQUESTS, self.remaining_requests.map(Count)),
+            (names::REMAINING_TOKENS, self.remaining_tokens.map(Count)),
+            (names::RESET_REQUESTS, self.reset_requests.map(Reset)),
+            (names::RESET_TOKENS, self.reset_tokens.map(Reset)),
+        ]
+        .into_iter()
+        .filter_map(|(name, v)| v.map(|v| (name, v)))
     }
 }
 
@@ -114,6 +131,26 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn entries_are_the_present_headers_in_openais_order() {
+        // A limit that is not configured has no headers; the rest keep OpenAI's order.
+        let h = RateLimitHeaders {
+            limit_tokens: Some(60_000),
+            remaining_tokens: Some(59_000),
+            reset_tokens: Some(Duration::from_millis(1_000)),
+            ..RateLimitHeaders::default()
+        };
+        let names: Vec<_> = h.entries().map(|(n, _)| n).collect();
+        assert_eq!(
+            names,
+            [names::LIMIT_TOKENS, names::REMAINING_TOKENS, names::RESET_TOKENS]
+        );
+        assert_eq!(
+            h.entries().last(),
+            Some((names::RESET_TOKENS, RateLimitValue::Reset(Duration::from_millis(1_000))))
+        );
+    }
 
     #[test]
     fn durations_are_written_as_openai_writes_them() {

@@ -57,14 +57,18 @@ impl Answer {
 
 /// Splits `bytes` into the answers it holds (each with a `Content-Length`), checking nothing is
 /// left over.
-fn answers(mut bytes: &[u8]) -> Vec<Answer> {
+fn answers(bytes: &[u8]) -> Vec<Answer> {
+    whole_answers(bytes).unwrap_or_else(|| panic!("a truncated answer: {:?}", String::from_utf8_lossy(bytes)))
+}
+
+/// The answers in `bytes`, or `None` while the last one is incomplete; fails on a malformed one.
+fn whole_answers(mut bytes: &[u8]) -> Option<Vec<Answer>> {
     let mut out = vec![];
     while !bytes.is_empty() {
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut r = httparse::Response::new(&mut headers);
-        let n = match r.parse(bytes).expect("a well-formed answer") {
-            httparse::Status::Complete(n) => n,
-            httparse::Status::Partial => panic!("a truncated answer: {:?}", String::from_utf8_lossy(bytes)),
+        let httparse::Status::Complete(n) = r.parse(bytes).expect("a well-formed answer") else {
+            return None;
         };
         let headers: Vec<(String, String)> = r
             .headers
@@ -75,14 +79,15 @@ fn answers(mut bytes: &[u8]) -> Vec<Answer> {
             .iter()
             .find(|(n, _)| n == "content-length")
             .map_or(0, |(_, v)| v.parse().expect("a number"));
+        let body = bytes.get(n..n + len)?.to_vec();
         out.push(Answer {
             status: r.code.expect("a status"),
             headers,
-            body: bytes[n..n + len].to_vec(),
+            body,
         });
         bytes = &bytes[n + len..];
     }
-    out
+    Some(out)
 }
 
 /// Reads until the server closes the connection (or 5 s pass, which fails the test).
@@ -110,16 +115,10 @@ async fn read_answers(s: &mut TcpStream, n: usize) -> Vec<Answer> {
             String::from_utf8_lossy(&all)
         );
         all.extend_from_slice(&buf[..got]);
-        if let Some(a) = complete_answers(&all, n) {
+        if let Some(a) = whole_answers(&all).filter(|a| a.len() == n) {
             return a;
         }
     }
-}
-
-fn complete_answers(bytes: &[u8], n: usize) -> Option<Vec<Answer>> {
-    std::panic::catch_unwind(|| answers(bytes))
-        .ok()
-        .filter(|a| a.len() == n)
 }
 
 async fn connect() -> (server::Running, TcpStream) {

@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use futures_util::StreamExt;
-use mock_llm::headers::parse_go_duration;
+use mock_llm::headers::{names, parse_go_duration};
 use mock_llm::{LimitKind, RateLimitHeaders, Usage, Verdict};
 use reqwest::header::HeaderMap;
 use serde_json::{Value, json};
@@ -209,12 +209,12 @@ pub fn rate_limit_headers(h: &HeaderMap) -> RateLimitHeaders {
     let n = |name| header(h, name).and_then(|v| v.parse::<u64>().ok());
     let d = |name| header(h, name).and_then(parse_go_duration);
     RateLimitHeaders {
-        limit_requests: n("x-ratelimit-limit-requests"),
-        limit_tokens: n("x-ratelimit-limit-tokens"),
-        remaining_requests: n("x-ratelimit-remaining-requests"),
-        remaining_tokens: n("x-ratelimit-remaining-tokens"),
-        reset_requests: d("x-ratelimit-reset-requests"),
-        reset_tokens: d("x-ratelimit-reset-tokens"),
+        limit_requests: n(names::LIMIT_REQUESTS),
+        limit_tokens: n(names::LIMIT_TOKENS),
+        remaining_requests: n(names::REMAINING_REQUESTS),
+        remaining_tokens: n(names::REMAINING_TOKENS),
+        reset_requests: d(names::RESET_REQUESTS),
+        reset_tokens: d(names::RESET_TOKENS),
     }
 }
 

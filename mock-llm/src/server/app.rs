@@ -14,7 +14,7 @@ use super::openai::{self, ApiError};
 use super::tokens;
 use super::{COMPLETION_HINT, KEY_HINT, ServerConfig};
 use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
-use crate::headers::RateLimitHeaders;
+use crate::headers::{RateLimitHeaders, RateLimitValue};
 use crate::provider::{Admission, FailureKind, ModelRequest, Provider, Slot};
 use crate::rng::mix64;
 
@@ -239,25 +239,13 @@ fn unix_now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
-/// The six `x-ratelimit-*` headers (the same values as [`RateLimitHeaders::pairs`], written
-/// without intermediate strings for the numbers).
+/// The six `x-ratelimit-*` headers, numbers written without intermediate strings.
 fn rate_limit_headers(head: &mut Head<'_>, h: &RateLimitHeaders) {
-    let mut number = |name, v: Option<u64>| {
-        if let Some(v) = v {
-            head.number(name, v);
-        }
-    };
-    number("x-ratelimit-limit-requests", h.limit_requests);
-    number("x-ratelimit-limit-tokens", h.limit_tokens);
-    number("x-ratelimit-remaining-requests", h.remaining_requests);
-    number("x-ratelimit-remaining-tokens", h.remaining_tokens);
-    for (name, d) in [
-        ("x-ratelimit-reset-requests", h.reset_requests),
-        ("x-ratelimit-reset-tokens", h.reset_tokens),
-    ] {
-        if let Some(d) = d {
-            head.header(name, &crate::headers::go_duration(d));
-        }
+    for (name, value) in h.entries() {
+        match value {
+            RateLimitValue::Count(n) => head.number(name, n),
+            RateLimitValue::Reset(d) => head.header(name, &crate::headers::go_duration(d)),
+        };
     }
 }
 
@@ -413,11 +401,7 @@ impl App {
                     usage,
                     system_fingerprint: None,
                 });
-                if a.latency.is_zero() {
-                    Timing::Now
-                } else {
-                    Timing::After(a.latency, Box::new((slot, self.in_flight())))
-                }
+                later(a.latency, || Box::new((slot, self.in_flight())))
             }
             Admission::Throttled(t) => {
                 match t.limit {

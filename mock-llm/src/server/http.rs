@@ -136,9 +136,13 @@ impl Head<'_> {
         self
     }
 
-    /// Adds a header with a number for value.
+    /// Adds a header with a number for value (digits: nothing to check).
     pub fn number(&mut self, name: &str, value: u64) -> &mut Self {
-        self.header(name, itoa::Buffer::new().format(value))
+        self.buf.extend_from_slice(name.as_bytes());
+        self.buf.extend_from_slice(b": ");
+        self.buf.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+        self.buf.extend_from_slice(b"\r\n");
+        self
     }
 
     fn end_head(&mut self, content_length: Option<usize>) {
