@@ -110,6 +110,23 @@ impl ProviderConfig {
     }
 }
 
+/// The length of Azure's request window for a deployment whose RPM is `rpm` at creation: 1 s when
+/// the per-second share is at least one request, else 10 s (Azure OpenAI quota docs: RPM is
+/// enforced over 1 s or 10 s windows). The length is a property of the deployment: a later limit
+/// change keeps it (a simplification; Azure does not document the switch).
+pub fn azure_request_window(rpm: u64) -> Duration {
+    if rpm >= 60 {
+        Duration::from_secs(1)
+    } else {
+        Duration::from_secs(10)
+    }
+}
+
+/// Requests per Azure window of length `window` for `rpm` requests per minute (at least one).
+pub fn azure_per_window(rpm: u64, window: Duration) -> u64 {
+    (u128::from(rpm) * window.as_nanos() / 60_000_000_000).max(1) as u64
+}
+
 fn default_model() -> String {
     "gpt-4o-mini".to_owned()
 }

@@ -116,9 +116,12 @@ impl Window {
         }
     }
 
+    /// Moves to the window containing `now`, never back: a request stamped a little earlier than
+    /// the last one (two server threads reading the clock in a different order than they take
+    /// the lock) is counted in the current window rather than resetting it.
     fn roll(&mut self, now: Duration) {
         let index = (now.as_nanos() / self.length.as_nanos()) as u64;
-        if index != self.index {
+        if index > self.index {
             self.index = index;
             self.used = 0;
         }
@@ -126,6 +129,11 @@ impl Window {
 
     fn end(&self) -> Duration {
         ns(u128::from(self.index + 1) * self.length.as_nanos())
+    }
+
+    /// The window's length.
+    pub fn length(&self) -> Duration {
+        self.length
     }
 
     /// How long until `amount` fits, or zero if it fits now. `None` if it can never fit.
@@ -137,7 +145,7 @@ impl Window {
         if self.used + amount <= self.limit {
             Some(Duration::ZERO)
         } else {
-            Some(self.end() - now)
+            Some(self.end().saturating_sub(now).max(Duration::from_nanos(1)))
         }
     }
 
@@ -169,7 +177,7 @@ impl Window {
         if self.used == 0 {
             Duration::ZERO
         } else {
-            self.end() - now
+            self.end().saturating_sub(now)
         }
     }
 }
@@ -251,6 +259,19 @@ mod tests {
     fn a_request_larger_than_the_limit_can_never_fit() {
         assert_eq!(Bucket::new(100).wait_for(Duration::ZERO, 101), None);
         assert_eq!(Window::new(S, 100).wait_for(Duration::ZERO, 101), None);
+    }
+
+    #[test]
+    fn a_window_never_moves_back_when_time_arrives_out_of_order() {
+        // Two server threads stamp requests at 1.2 s and 0.9 s and take the lock in that order.
+        // The late-stamped one is counted in the current window: it must not reset the window
+        // and let a third request through past the limit of 2.
+        let mut w = Window::new(S, 2);
+        w.take(Duration::from_millis(1200), 1);
+        assert_eq!(w.wait_for(Duration::from_millis(900), 1), Some(Duration::ZERO));
+        w.take(Duration::from_millis(900), 1);
+        assert_eq!(w.remaining(Duration::from_millis(1300)), 0);
+        assert!(w.wait_for(Duration::from_millis(1300), 1) > Some(Duration::ZERO));
     }
 
     #[test]

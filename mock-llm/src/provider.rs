@@ -215,17 +215,17 @@ impl Provider {
                 self.requests = update_bucket(self.requests.take(), now, rpm);
             }
             Profile::Azure => {
-                // Azure counts TPM per minute, and RPM per 1 s window (rpm/60), or per 10 s window
-                // (rpm/6) when that would round to nothing (Azure OpenAI quota docs).
-                self.tokens = tpm.map(|t| Limit::Window(Window::new(Duration::from_secs(60), t.get())));
-                self.requests = rpm.map(|r| {
-                    let r = r.get();
-                    if r >= 60 {
-                        Limit::Window(Window::new(Duration::from_secs(1), r / 60))
-                    } else {
-                        Limit::Window(Window::new(Duration::from_secs(10), (r / 6).max(1)))
-                    }
-                });
+                // Azure counts TPM per minute, and RPM per 1 s or 10 s window (Azure OpenAI quota
+                // docs). A limit change keeps the counters: what the current window used stays
+                // counted against the new limit, so no window admits more than the largest limit
+                // in force during it.
+                self.tokens = update_window(self.tokens.take(), tpm, |_| Duration::from_secs(60), |t, _| t);
+                self.requests = update_window(
+                    self.requests.take(),
+                    rpm,
+                    crate::config::azure_request_window,
+                    crate::config::azure_per_window,
+                );
             }
         }
     }
@@ -482,6 +482,28 @@ impl Provider {
         }
         if let Some(h) = hang_rate {
             self.config.hang_rate = h;
+        }
+    }
+}
+
+/// An Azure window counter for `limit` per minute: the old counter with its new limit (same
+/// length, same usage), or a new one.
+fn update_window(
+    old: Option<Limit>,
+    limit: Option<NonZeroU64>,
+    length: impl Fn(u64) -> Duration,
+    per_window: impl Fn(u64, Duration) -> u64,
+) -> Option<Limit> {
+    let l = limit?.get();
+    match old {
+        Some(Limit::Window(mut w)) => {
+            let len = w.length();
+            w.set_limit(per_window(l, len));
+            Some(Limit::Window(w))
+        }
+        _ => {
+            let len = length(l);
+            Some(Limit::Window(Window::new(len, per_window(l, len))))
         }
     }
 }
@@ -788,6 +810,49 @@ mod tests {
                     };
                     prop_assert!(u128::from(total) * 60_000 <= allowed, "{total} tokens in [{a}, {b}] ms");
                 }
+            }
+        }
+
+        /// Azure, limits changing at random times: no minute window admits more tokens than the
+        /// largest TPM limit in force during it, because a change keeps what the window used
+        /// (a counter started afresh at each change would admit both limits in one window).
+        #[test]
+        fn an_azure_window_never_admits_more_than_its_largest_limit(
+            tpm in 1_000u64..50_000,
+            changes in proptest::collection::vec((1u64..180_000, 1_000u64..50_000), 1..6),
+            reqs in proptest::collection::vec((0u64..3_000, 1u32..800), 1..200),
+        ) {
+            let mut c = cfg(Some(tpm), Some(1_000_000));
+            c.profile = Profile::Azure;
+            let mut changes = changes;
+            changes.sort();
+            for (at, t) in &changes {
+                c.schedule.limit_changes.push(crate::config::LimitChange {
+                    at: Duration::from_millis(*at),
+                    tpm: NonZeroU64::new(*t),
+                    rpm: None,
+                });
+            }
+            let mut p = Provider::new(c);
+            let mut now = 0u64;
+            let mut per_window = std::collections::BTreeMap::<u64, u64>::new();
+            for (gap, prompt) in reqs {
+                now += gap;
+                if let Admission::Admitted(_) = p.admit(Duration::from_millis(now), &req(prompt, 100)) {
+                    *per_window.entry(now / 60_000).or_default() += u64::from(prompt) + 100;
+                }
+            }
+            for (w, used) in per_window {
+                let (start, end) = (w * 60_000, (w + 1) * 60_000);
+                let mut in_force = vec![];
+                let mut current = tpm;
+                for (at, t) in &changes {
+                    if *at <= start { current = *t; }
+                }
+                in_force.push(current);
+                in_force.extend(changes.iter().filter(|(at, _)| *at > start && *at < end).map(|(_, t)| *t));
+                let max = in_force.into_iter().max().expect("one limit at least");
+                prop_assert!(used <= max, "window {} used {} > {}", w, used, max);
             }
         }
 

@@ -20,7 +20,7 @@ const SIZE: (u32, u32) = (920, 380);
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Chart {
     /// A stable id (`tokens`, `in-flight`, …).
-    pub id: &'static str,
+    pub id: String,
     /// The title, also drawn in the SVG.
     pub title: String,
     /// The SVG document.
@@ -30,7 +30,11 @@ pub struct Chart {
 impl Chart {
     /// One sentence on how to read the chart.
     pub fn explanation(&self) -> &'static str {
-        match self.id {
+        if self.id.starts_with("gauge-") {
+            return "A figure the strategy reports about itself (queue depth, warm functions, a pacer's rate…), \
+                    as it stood at the end of each second.";
+        }
+        match self.id.as_str() {
             "tokens" => {
                 "Tokens used (prompt + completion) per minute. TPM is charged as prompt + max_tokens at admission, so use \
                  stays under the line when answers are shorter than max_tokens; the bucket starts full, so the first \
@@ -69,6 +73,7 @@ pub fn all(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
         charts.push(tokens_per_minute(report)?);
         charts.push(in_flight(report)?);
         charts.push(throttling(report)?);
+        charts.extend(gauges(report)?);
     }
     charts.push(cdf(
         report,
@@ -174,13 +179,7 @@ struct Line {
     legend: bool,
 }
 
-fn line_chart(
-    id: &'static str,
-    title: &str,
-    x_desc: &str,
-    y_desc: &str,
-    lines: Vec<Line>,
-) -> Result<Chart, ReportError> {
+fn line_chart(id: &str, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line>) -> Result<Chart, ReportError> {
     let x_max = lines
         .iter()
         .flat_map(|l| l.points.iter().map(|p| p.0))
@@ -219,10 +218,49 @@ fn line_chart(
         root.present().map_err(err)?;
     }
     Ok(Chart {
-        id,
+        id: id.to_owned(),
         title: title.to_owned(),
         svg,
     })
+}
+
+/// One chart per strategy gauge (see `RunContext::gauge`), each run's values over time.
+fn gauges(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
+    let names: std::collections::BTreeSet<&String> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.keys()))
+        .collect();
+    names
+        .into_iter()
+        .map(|name| {
+            let lines = report
+                .runs
+                .iter()
+                .filter(|r| r.timeseries.iter().any(|row| row.gauges.contains_key(name)))
+                .map(|r| Line {
+                    name: label(r),
+                    colour: colour(&r.strategy).to_rgba(),
+                    width: 2,
+                    points: downsample(
+                        r.timeseries
+                            .iter()
+                            .map(|row| (row.second as f64 / 60.0, row.gauges.get(name).copied().unwrap_or(0.0)))
+                            .collect(),
+                        max,
+                    ),
+                    legend: true,
+                })
+                .collect();
+            line_chart(
+                &format!("gauge-{name}"),
+                &format!("Strategy gauge: {name}"),
+                "time (min)",
+                name,
+                lines,
+            )
+        })
+        .collect()
 }
 
 type Cartesian<'a> = ChartContext<
@@ -403,7 +441,7 @@ fn throttling(report: &ReportFile) -> Result<Chart, ReportError> {
 
 fn cdf(
     report: &ReportFile,
-    id: &'static str,
+    id: &str,
     title: &str,
     x_desc: &str,
     hist: fn(&RunReport) -> &Vec<(f64, u64)>,
@@ -435,7 +473,7 @@ fn cdf(
 /// One bar per run; with two values, the second is stacked on the first, lighter.
 fn bars(
     report: &ReportFile,
-    id: &'static str,
+    id: &str,
     title: &str,
     y_desc: &str,
     values: impl Fn(&RunReport) -> Vec<f64>,
@@ -497,7 +535,7 @@ fn bars(
         root.present().map_err(err)?;
     }
     Ok(Chart {
-        id,
+        id: id.to_owned(),
         title: title.to_owned(),
         svg,
     })

@@ -4,15 +4,28 @@ use std::fmt::Write;
 
 use sim::ReportFile;
 
-/// The header of `timeseries.csv`.
+/// The fixed columns of `timeseries.csv`; one `gauge:NAME` column per strategy gauge follows
+/// (empty where a run has no such gauge).
 pub const HEADER: &str =
     "strategy,mode,second,requests,throttled,errors,tokens,in_flight_max,chunks_validated,files_done,concurrency_limit";
 
-/// The CSV text (strategy names are plain identifiers, so no quoting is needed).
+/// The CSV text (strategy names are plain identifiers, so no quoting is needed; gauge names
+/// are quoted when they need it).
 pub fn timeseries(report: &ReportFile) -> String {
     let rows: usize = report.runs.iter().map(|r| r.timeseries.len()).sum();
+    let gauges: Vec<&String> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.keys()))
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
     let mut out = String::with_capacity(64 * (rows + 1));
     out.push_str(HEADER);
+    for g in &gauges {
+        out.push(',');
+        out.push_str(&quote(&format!("gauge:{g}")));
+    }
     out.push('\n');
     for run in &report.runs {
         let mode = match run.mode {
@@ -21,7 +34,7 @@ pub fn timeseries(report: &ReportFile) -> String {
         };
         for r in &run.timeseries {
             let limit = r.concurrency_limit.map(|l| l.to_string()).unwrap_or_default();
-            writeln!(
+            write!(
                 out,
                 "{},{},{},{},{},{},{},{},{},{},{}",
                 run.strategy,
@@ -37,7 +50,23 @@ pub fn timeseries(report: &ReportFile) -> String {
                 limit
             )
             .expect("writing to a String cannot fail");
+            for g in &gauges {
+                out.push(',');
+                if let Some(v) = r.gauges.get(*g) {
+                    write!(out, "{v}").expect("writing to a String cannot fail");
+                }
+            }
+            out.push('\n');
         }
     }
     out
+}
+
+/// A CSV field, quoted when it holds a comma, a quote or a line break.
+fn quote(field: &str) -> String {
+    if field.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", field.replace('"', "\"\""))
+    } else {
+        field.to_owned()
+    }
 }

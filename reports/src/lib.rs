@@ -38,6 +38,8 @@ pub struct Written {
     pub markdown: PathBuf,
     /// `report.html`.
     pub html: PathBuf,
+    /// The strategies' artifacts, `STRATEGY-NAME.jsonl` (see `RunContext::artifact`).
+    pub artifacts: Vec<PathBuf>,
 }
 
 /// `report.json` as text: pretty-printed, with a final newline.
@@ -73,11 +75,26 @@ pub fn write_dir(dir: &Path, report: &ReportFile) -> Result<Written, ReportError
         csv: dir.join("timeseries.csv"),
         markdown: dir.join("report.md"),
         html: dir.join("report.html"),
+        artifacts: Vec::new(),
     };
     write_atomic(&written.json, to_json(report).as_bytes())?;
     write_atomic(&written.csv, csv::timeseries(report).as_bytes())?;
     write_atomic(&written.markdown, markdown::render(report).as_bytes())?;
     write_atomic(&written.html, html.as_bytes())?;
+    let mut written = written;
+    for run in &report.runs {
+        for (name, artifact) in &run.artifacts {
+            let file = format!("{}-{}.jsonl", safe(&charts::label(run)), safe(name));
+            let mut text = String::with_capacity(artifact.lines.iter().map(|l| l.len() + 1).sum());
+            for line in &artifact.lines {
+                text.push_str(line);
+                text.push('\n');
+            }
+            let path = dir.join(file);
+            write_atomic(&path, text.as_bytes())?;
+            written.artifacts.push(path);
+        }
+    }
     Ok(written)
 }
 
@@ -85,6 +102,19 @@ pub fn write_dir(dir: &Path, report: &ReportFile) -> Result<Written, ReportError
 pub fn rebuild_dir(dir: &Path) -> Result<Written, ReportError> {
     let report = read_json(&dir.join("report.json"))?;
     write_dir(dir, &report)
+}
+
+/// A name safe in a file name: letters, digits, `-`, `_` and `.` kept, anything else `_`.
+fn safe(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), ReportError> {

@@ -31,15 +31,16 @@ pub fn render(report: &ReportFile) -> String {
             s.profile
         ),
     );
-    m.push_str("| strategy | makespan | efficiency | completed / failed / cancelled / rejected | requests | 429s | errors | wasted tokens | tokens/min | p99 call | cost |\n");
-    m.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
+    m.push_str("| strategy | done | makespan | efficiency | completed / failed / cancelled / rejected | requests | 429s | errors | wasted tokens | tokens/min | p99 call | cost |\n");
+    m.push_str("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     for r in &report.runs {
         let x = &r.summary;
         w(
             &mut m,
             format_args!(
-                "| {} | {} | {:.1}% | {} / {} / {} / {} | {} | {} | {} | {} | {:.0} | {:.0} ms | ${:.4} |\n",
+                "| {} | {:.1}% | {} | {:.1}% | {} / {} / {} / {} | {} | {} | {} | {} | {:.0} | {:.0} ms | ${:.4} |\n",
                 label(r),
+                x.completion * 100.0,
                 secs(x.makespan_s),
                 x.efficiency * 100.0,
                 x.files_completed,
@@ -67,27 +68,44 @@ fn w(m: &mut String, args: std::fmt::Arguments<'_>) {
     m.write_fmt(args).expect("writing to a String cannot fail");
 }
 
-/// Plain sentences about the runs: who finished first, who wasted most, where throttling was.
+/// Plain sentences about the runs: who did the most of the work soonest, who did not finish
+/// it, who wasted most, where throttling was. Completion ranks first: a run that gave up early
+/// never "finishes first".
 pub fn reading(report: &ReportFile) -> Vec<String> {
     let runs = &report.runs;
     let mut out = Vec::new();
-    let Some(first) = runs
-        .iter()
-        .min_by(|a, b| a.summary.makespan_s.total_cmp(&b.summary.makespan_s))
-    else {
+    let Some(first) = runs.iter().min_by(|a, b| {
+        b.summary
+            .completion
+            .total_cmp(&a.summary.completion)
+            .then(a.summary.makespan_s.total_cmp(&b.summary.makespan_s))
+    }) else {
         return vec!["No runs.".into()];
     };
     let s = &first.summary;
     let verb = if runs.len() > 1 { "finished first:" } else { "took" };
     out.push(format!(
-        "**{}** {verb} {} for {} of {} files, at {:.0}% of the ideal makespan ({}).",
+        "**{}** {verb} {} for {:.0}% of the required work ({} of {} files completed), at {:.0}% efficiency against the ideal makespan ({}).",
         label(first),
         secs(s.makespan_s),
+        s.completion * 100.0,
         s.files_completed,
         s.files_total,
         s.efficiency * 100.0,
         secs(s.ideal_makespan_s)
     ));
+    for r in runs {
+        let x = &r.summary;
+        if x.completion < 1.0 {
+            out.push(format!(
+                "**{}** left {:.0}% of the required work undone ({} files failed, {} rejected).",
+                label(r),
+                (1.0 - x.completion) * 100.0,
+                x.files_failed,
+                x.files_rejected
+            ));
+        }
+    }
     if let Some(waster) = runs
         .iter()
         .filter(|r| r.summary.tokens_wasted > 0)

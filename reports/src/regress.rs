@@ -28,6 +28,11 @@ pub struct Metric {
 /// Every metric, the default-watched ones first.
 pub const METRICS: &[Metric] = &[
     Metric {
+        name: "completion",
+        better: Better::Higher,
+        value: |s| Some(s.completion),
+    },
+    Metric {
         name: "throughput",
         better: Better::Higher,
         value: |s| Some(s.throughput_tokens_per_min),
@@ -77,10 +82,22 @@ pub const METRICS: &[Metric] = &[
         better: Better::Lower,
         value: |s| Some(s.cost.total_usd),
     },
+    Metric {
+        name: "limit-utilization",
+        better: Better::Higher,
+        value: |s| Some(s.limit_utilization),
+    },
 ];
 
 /// The metrics watched when none are named.
-pub const DEFAULT_METRICS: &[&str] = &["throughput", "efficiency", "makespan", "429s", "cancel-latency"];
+pub const DEFAULT_METRICS: &[&str] = &[
+    "completion",
+    "throughput",
+    "efficiency",
+    "makespan",
+    "429s",
+    "cancel-latency",
+];
 
 /// One metric of one run, compared.
 #[derive(Clone, Debug, PartialEq)]
@@ -88,7 +105,7 @@ pub struct Change {
     /// The run (strategy, and value in a sweep).
     pub run: String,
     /// The metric.
-    pub metric: &'static str,
+    pub metric: String,
     /// In the baseline.
     pub baseline: f64,
     /// Now.
@@ -125,7 +142,10 @@ pub enum RegressError {
     )]
     Mismatch(String, u64, String, u64),
     /// A metric name nobody knows.
-    #[error("unknown metric `{0}`; the metrics are: {1}")]
+    #[error(
+        "unknown metric `{0}`; the metrics are: {1}, or a strategy's own figure from the baseline's \
+         `strategy_metrics` (lower is better; append `:higher` when higher is better)"
+    )]
     UnknownMetric(String, String),
 }
 
@@ -148,14 +168,7 @@ pub fn compare(
     };
     let watched = names
         .iter()
-        .map(|n| {
-            METRICS.iter().find(|m| m.name == *n).ok_or_else(|| {
-                RegressError::UnknownMetric(
-                    (*n).to_owned(),
-                    METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
-                )
-            })
-        })
+        .map(|n| watch(n, baseline))
         .collect::<Result<Vec<_>, _>>()?;
     let mut out = Comparison::default();
     for base in &baseline.runs {
@@ -165,7 +178,7 @@ pub fn compare(
             continue;
         };
         for m in &watched {
-            let (Some(bv), Some(cv)) = ((m.value)(&base.summary), (m.value)(&cur.summary)) else {
+            let (Some(bv), Some(cv)) = (m.value(&base.summary), m.value(&cur.summary)) else {
                 continue;
             };
             let delta = match m.better {
@@ -181,7 +194,7 @@ pub fn compare(
             };
             out.changes.push(Change {
                 run: name.clone(),
-                metric: m.name,
+                metric: m.name.clone(),
                 baseline: bv,
                 current: cv,
                 worse_by,
@@ -190,6 +203,53 @@ pub fn compare(
         }
     }
     Ok(out)
+}
+
+/// A watched metric: a built-in one, or a strategy's own figure.
+struct Watched {
+    name: String,
+    better: Better,
+    builtin: Option<fn(&Summary) -> Option<f64>>,
+}
+
+impl Watched {
+    fn value(&self, s: &Summary) -> Option<f64> {
+        match self.builtin {
+            Some(f) => f(s),
+            None => s.strategy_metrics.get(&self.name).copied(),
+        }
+    }
+}
+
+/// Resolves a metric name: a built-in metric, or a strategy metric the baseline carries
+/// (`NAME` when lower is better, `NAME:higher` when higher is).
+fn watch(n: &str, baseline: &ReportFile) -> Result<Watched, RegressError> {
+    if let Some(m) = METRICS.iter().find(|m| m.name == n) {
+        return Ok(Watched {
+            name: m.name.to_owned(),
+            better: m.better,
+            builtin: Some(m.value),
+        });
+    }
+    let (name, better) = match n.strip_suffix(":higher") {
+        Some(name) => (name, Better::Higher),
+        None => (n.strip_suffix(":lower").unwrap_or(n), Better::Lower),
+    };
+    if baseline
+        .runs
+        .iter()
+        .any(|r| r.summary.strategy_metrics.contains_key(name))
+    {
+        return Ok(Watched {
+            name: name.to_owned(),
+            better,
+            builtin: None,
+        });
+    }
+    Err(RegressError::UnknownMetric(
+        n.to_owned(),
+        METRICS.iter().map(|m| m.name).collect::<Vec<_>>().join(", "),
+    ))
 }
 
 /// The comparison as a plain-text table.
@@ -220,7 +280,7 @@ pub fn table(cmp: &Comparison, tolerance: f64) -> String {
         };
         rows.push(vec![
             c.run.clone(),
-            c.metric.to_owned(),
+            c.metric.clone(),
             num(c.baseline),
             num(c.current),
             change,

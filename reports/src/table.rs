@@ -41,6 +41,7 @@ pub fn comparison(report: &ReportFile) -> String {
 pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>)>) {
     let head = vec![
         "strategy",
+        "done",
         "makespan",
         "ideal",
         "effic.",
@@ -61,6 +62,7 @@ pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>
         .map(|run| {
             let s = &run.summary;
             let cells = vec![
+                format!("{:.1}%", s.completion * 100.0),
                 secs(s.makespan_s),
                 secs(s.ideal_makespan_s),
                 format!("{:.1}%", s.efficiency * 100.0),

@@ -214,7 +214,7 @@ fn markdown_says_who_finished_first_and_who_wasted_most() {
         .min_by(|a, b| a.summary.makespan_s.total_cmp(&b.summary.makespan_s))
         .expect("runs");
     assert!(md.contains(&format!("**{}** finished first", first.strategy)), "{md}");
-    assert!(md.contains("| strategy | makespan |"));
+    assert!(md.contains("| strategy | done | makespan |"));
     for run in &r.runs {
         assert!(md.contains(&format!("| {} |", run.strategy)));
     }
@@ -224,21 +224,65 @@ fn markdown_says_who_finished_first_and_who_wasted_most() {
 }
 
 #[test]
+fn regress_watches_completion_by_default_and_strategy_figures_by_name() {
+    // A run that completes less of its work regresses even when it got faster: completion is
+    // watched first, by default.
+    let base = common::one_strategy();
+    let mut gave_up = base.clone();
+    gave_up.runs[0].summary.completion = base.runs[0].summary.completion * 0.5;
+    gave_up.runs[0].summary.makespan_s *= 0.5;
+    let cmp = compare(&base, &gave_up, &[], 0.05).expect("comparable");
+    assert!(
+        cmp.changes.iter().any(|c| c.metric == "completion" && c.regressed),
+        "{cmp:?}"
+    );
+
+    // A strategy's own figure is watched by name: lower is better unless `:higher` says so.
+    let mut with = base.clone();
+    with.runs[0]
+        .summary
+        .strategy_metrics
+        .insert("duplicate_calls".into(), 10.0);
+    let mut more = with.clone();
+    more.runs[0]
+        .summary
+        .strategy_metrics
+        .insert("duplicate_calls".into(), 20.0);
+    assert!(
+        compare(&with, &more, &["duplicate_calls".into()], 0.05)
+            .expect("known")
+            .failed()
+    );
+    assert!(
+        !compare(&with, &more, &["duplicate_calls:higher".into()], 0.05)
+            .expect("known")
+            .failed()
+    );
+    let err = compare(&base, &more, &["duplicate_calls".into()], 0.05).expect_err("the baseline lacks it");
+    assert!(err.to_string().contains("unknown metric `duplicate_calls`"), "{err}");
+}
+
+#[test]
 fn regress_passes_identical_reports_and_fails_a_worse_one() {
     let base = common::one_strategy();
     let same = compare(&base, &base, &[], 0.05).expect("comparable");
     assert!(!same.failed());
     assert_eq!(
         same.changes.len(),
-        4,
-        "throughput, efficiency, makespan, 429s (no cancellations here)"
+        5,
+        "completion, throughput, efficiency, makespan, 429s (no cancellations here)"
     );
 
     let mut worse = base.clone();
     worse.runs[0].summary.throughput_tokens_per_min *= 0.9;
     worse.runs[0].summary.makespan_s *= 1.03;
     let cmp = compare(&base, &worse, &[], 0.05).expect("comparable");
-    let regressed: Vec<&str> = cmp.changes.iter().filter(|c| c.regressed).map(|c| c.metric).collect();
+    let regressed: Vec<&str> = cmp
+        .changes
+        .iter()
+        .filter(|c| c.regressed)
+        .map(|c| c.metric.as_str())
+        .collect();
     assert_eq!(
         regressed,
         ["throughput"],

@@ -2,9 +2,12 @@
 //! call, the parameter store, cancellation, randomness — and the run's bookkeeping behind it
 //! (file states, the gatekeeper's quotas, the result store, the recorder).
 
+use std::any::{Any, TypeId};
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::Poll;
 use std::time::Duration;
 
 use mock_llm::rng::{SimRng, derive_seed};
@@ -18,6 +21,7 @@ use crate::cost::Unit;
 use crate::params::ParamStore;
 use crate::recorder::{EventKind, Recorder};
 use crate::results::{ResultStore, Stored};
+use crate::rng::RunRng;
 use crate::scenario::{CancelTarget, FileId, OverQuota, Quotas, ResultsMode, Scenario, UserId};
 use crate::workload::Workload;
 
@@ -48,7 +52,14 @@ pub struct FileTask {
     pub cancel: CancellationToken,
 }
 
-/// How a strategy finished with one chunk.
+/// How a strategy finished with one chunk (one delivery of it, for designs that deliver a chunk
+/// more than once).
+///
+/// Each chunk keeps one terminal state in the result store, and [`RunContext::chunk_done`] is
+/// idempotent: a verdict wins over a failure whatever the order; a second verdict is a duplicate;
+/// a failure after a verdict changes nothing. An answer for a file that has ended, or whose
+/// cancellation was requested, is never stored: it is counted in `results_discarded` and its
+/// tokens are wasted, always.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ChunkOutcome {
     /// The LLM answered: store its verdict.
@@ -57,6 +68,17 @@ pub enum ChunkOutcome {
     Failed,
     /// The strategy dropped it because its file was cancelled.
     Cancelled,
+}
+
+/// Why [`RunContext::redrive`] did not reopen a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RedriveRefused {
+    /// Only a failed file can be redriven.
+    #[error("the file is {0:?}, not failed")]
+    NotFailed(FileStatus),
+    /// Its user already has as many files in progress as the quota allows; try again when one ends.
+    #[error("its user's quota of files in progress is full")]
+    QuotaFull,
 }
 
 /// A file's place in its life.
@@ -89,7 +111,6 @@ impl FileStatus {
 struct FileState {
     status: FileStatus,
     in_flight: u32,
-    failed_chunks: u32,
     cancel_at: Option<Duration>,
     token: Option<CancellationToken>,
 }
@@ -123,13 +144,31 @@ pub(crate) struct State {
     pub(crate) counts: FileCounts,
     pub(crate) last_final: Duration,
     pub(crate) duplicates: u64,
+    pub(crate) discarded: u64,
+    pub(crate) redriven: u64,
     pub(crate) restarts: u32,
     pub(crate) units: BTreeMap<Unit, f64>,
+    pub(crate) metrics: BTreeMap<String, f64>,
+    pub(crate) artifacts: BTreeMap<String, Artifact>,
     progress_every: u64,
     validated: u64,
     wake: bool,
+    final_due: bool,
     progress_due: bool,
 }
+
+/// Lines a strategy keeps for the report folder (e.g. execution histories as JSON Lines), bounded
+/// by [`MAX_ARTIFACT_LINES`] per artifact, apart from the engine's event log.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Artifact {
+    /// The lines kept, in the order given.
+    pub lines: Vec<String>,
+    /// Lines not kept.
+    pub dropped: u64,
+}
+
+/// Lines kept per artifact; later ones are counted in [`Artifact::dropped`].
+pub const MAX_ARTIFACT_LINES: usize = 100_000;
 
 impl State {
     fn new(workload: Arc<Workload>, quotas: Quotas, mode: ResultsMode) -> Self {
@@ -140,7 +179,6 @@ impl State {
                 .map(|_| FileState {
                     status: FileStatus::Pending,
                     in_flight: 0,
-                    failed_chunks: 0,
                     cancel_at: None,
                     token: None,
                 })
@@ -156,11 +194,16 @@ impl State {
             counts: FileCounts::default(),
             last_final: Duration::ZERO,
             duplicates: 0,
+            discarded: 0,
+            redriven: 0,
             restarts: 0,
             units: BTreeMap::new(),
+            metrics: BTreeMap::new(),
+            artifacts: BTreeMap::new(),
             progress_every: (workload.chunks_total() / 200).max(1),
             validated: 0,
             wake: false,
+            final_due: false,
             progress_due: false,
             workload,
         }
@@ -219,17 +262,46 @@ impl State {
             if self.file(id).status != FileStatus::Admitted {
                 continue;
             }
-            let spec = *self.workload.file(id);
-            let chunks = (0..spec.chunks).filter(|c| !self.results.has(id, *c)).collect();
-            let cancel = self.file(id).token.clone().expect("admitted files have a token");
-            return Some(FileTask {
-                id,
-                user: spec.user,
-                chunks,
-                cancel,
-            });
+            return Some(self.task(id));
         }
         None
+    }
+
+    /// The task for an admitted file: its chunks without a stored result.
+    fn task(&mut self, id: FileId) -> FileTask {
+        let spec = *self.workload.file(id);
+        let chunks = (0..spec.chunks).filter(|c| !self.results.has(id, *c)).collect();
+        let cancel = self.file(id).token.clone().expect("admitted files have a token");
+        FileTask {
+            id,
+            user: spec.user,
+            chunks,
+            cancel,
+        }
+    }
+
+    /// Reopens a failed file: it takes a quota slot again and gets its unfinished chunks back.
+    pub(crate) fn redrive(&mut self, id: FileId, now: Duration) -> Result<FileTask, RedriveRefused> {
+        let status = self.file(id).status;
+        if status != FileStatus::Failed {
+            return Err(RedriveRefused::NotFailed(status));
+        }
+        let user = self.workload.file(id).user;
+        if let Some(q) = self.quotas.per_user_concurrent_files
+            && self.active_per_user[user.0 as usize] >= q.get()
+        {
+            return Err(RedriveRefused::QuotaFull);
+        }
+        self.active_per_user[user.0 as usize] += 1;
+        self.counts.failed -= 1;
+        self.redriven += 1;
+        let f = self.file(id);
+        f.status = FileStatus::Admitted;
+        f.token = Some(CancellationToken::new());
+        self.results.reopen_failed(id);
+        self.recorder
+            .event(now, EventKind::FileRedriven, Some(id), Some(user), String::new());
+        Ok(self.task(id))
     }
 
     /// Whether no file will ever be handed out again.
@@ -247,7 +319,13 @@ impl State {
         if let Some(t) = f.token.take() {
             t.cancel(); // nothing more to do for this file
         }
-        self.results.commit(id);
+        self.final_due = true;
+        if status == FileStatus::Completed {
+            self.results.commit(id);
+        } else {
+            // At-end storage keeps a file's results only when it completes.
+            self.results.discard(id);
+        }
         match status {
             FileStatus::Completed => {
                 self.counts.completed += 1;
@@ -293,7 +371,7 @@ impl State {
 
     fn maybe_finish(&mut self, id: FileId, now: Duration) {
         let spec = *self.workload.file(id);
-        let held = self.results.held(id);
+        let (held, failed) = (self.results.held(id), self.results.failed(id));
         let f = self.file(id);
         if f.status != FileStatus::Admitted {
             return;
@@ -302,8 +380,8 @@ impl State {
             if f.in_flight == 0 {
                 self.finish(id, FileStatus::Cancelled, now);
             }
-        } else if held + f.failed_chunks >= spec.chunks {
-            let status = if f.failed_chunks == 0 {
+        } else if held + failed >= spec.chunks {
+            let status = if failed == 0 {
                 FileStatus::Completed
             } else {
                 FileStatus::Failed
@@ -313,23 +391,29 @@ impl State {
     }
 
     fn chunk_done(&mut self, id: FileId, chunk: u32, outcome: ChunkOutcome, now: Duration) {
+        let f = self.file(id);
+        let live = f.status == FileStatus::Admitted && f.cancel_at.is_none();
         match outcome {
-            ChunkOutcome::Validated(resp) => {
-                if self.file(id).status != FileStatus::Admitted {
-                    return; // the file already ended: the answer is wasted
-                }
-                match self.results.store(id, chunk, resp.verdict, resp.usage.total()) {
-                    Stored::New => {
-                        self.recorder.chunk_validated(now);
-                        self.validated += 1;
-                        if self.validated.is_multiple_of(self.progress_every) {
-                            self.progress_due = true;
-                        }
+            ChunkOutcome::Validated(_) if !live => {
+                // The file ended, or its cancellation was requested: the answer is wasted.
+                self.discarded += 1;
+                return;
+            }
+            ChunkOutcome::Validated(resp) => match self.results.store(id, chunk, resp.verdict, resp.usage.total()) {
+                Stored::New => {
+                    self.recorder.chunk_validated(now);
+                    self.validated += 1;
+                    if self.validated.is_multiple_of(self.progress_every) {
+                        self.progress_due = true;
                     }
-                    Stored::Duplicate => self.duplicates += 1,
+                }
+                Stored::Duplicate => self.duplicates += 1,
+            },
+            ChunkOutcome::Failed => {
+                if live {
+                    self.results.fail(id, chunk);
                 }
             }
-            ChunkOutcome::Failed => self.file(id).failed_chunks += 1,
             ChunkOutcome::Cancelled => {}
         }
         self.maybe_finish(id, now);
@@ -400,9 +484,9 @@ impl State {
         self.queue.clear();
         for i in 0..self.admitted_order.len() {
             let id = self.admitted_order[i];
-            let f = self.file(id);
-            if f.status == FileStatus::Admitted {
-                f.failed_chunks = 0;
+            if self.file(id).status == FileStatus::Admitted {
+                // Chunks given up on before the crash are tried again.
+                self.results.reopen_failed(id);
                 self.queue.push_back(id);
             }
         }
@@ -454,6 +538,9 @@ impl State {
     }
 }
 
+/// State kept across a crash: what a strategy stores in AWS-like services, by type.
+type Durable = Mutex<BTreeMap<TypeId, Arc<dyn Any + Send + Sync>>>;
+
 struct Shared {
     backend: Arc<dyn LlmBackend>,
     workload: Arc<Workload>,
@@ -461,8 +548,13 @@ struct Shared {
     start: Instant,
     state: Mutex<State>,
     feed: Notify,
+    finals: Notify,
+    seed: u64,
     rng: Mutex<SimRng>,
     tasks: Mutex<Vec<AbortHandle>>,
+    durable: Durable,
+    panicked: CancellationToken,
+    panics: Mutex<Vec<String>>,
     progress: Option<ProgressFn>,
     time_scale: f64,
 }
@@ -493,7 +585,39 @@ impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
         if self.armed {
             let now = self.ctx.now();
-            self.ctx.lock().call_ended(self.file, self.sent, now, None);
+            // Through `with_state`, so that a cancelled file this ends wakes its waiters.
+            self.ctx.with_state(|st| st.call_ended(self.file, self.sent, now, None));
+        }
+    }
+}
+
+/// Polls a spawned task's future, catching a panic so that the run can report it.
+struct CatchPanic<F> {
+    fut: Pin<Box<F>>,
+    ctx: RunContext,
+}
+
+impl<F: Future> Future for CatchPanic<F> {
+    type Output = F::Output;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| this.fut.as_mut().poll(cx))) {
+            Ok(p) => p,
+            Err(payload) => {
+                let message = payload
+                    .downcast_ref::<&str>()
+                    .map(|s| (*s).to_owned())
+                    .or_else(|| payload.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "a panic with a non-text payload".to_owned());
+                this.ctx
+                    .shared
+                    .panics
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(message);
+                this.ctx.shared.panicked.cancel();
+                std::panic::resume_unwind(payload)
+            }
         }
     }
 }
@@ -517,8 +641,13 @@ impl RunContext {
                 start,
                 state: Mutex::new(state),
                 feed: Notify::new(),
+                finals: Notify::new(),
+                seed: scenario.seed,
                 rng: Mutex::new(SimRng::new(derive_seed(scenario.seed, "strategy"))),
                 tasks: Mutex::new(Vec::new()),
+                durable: Mutex::new(BTreeMap::new()),
+                panicked: CancellationToken::new(),
+                panics: Mutex::new(Vec::new()),
                 progress,
                 time_scale,
             }),
@@ -533,19 +662,23 @@ impl RunContext {
 
     /// Runs `f` on the state, then wakes the feed and reports progress if `f` made that due.
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let (out, wake, progress) = {
+        let (out, wake, finals, progress) = {
             let mut st = self.lock();
             let out = f(&mut st);
             let wake = std::mem::take(&mut st.wake);
+            let finals = std::mem::take(&mut st.final_due);
             let progress = std::mem::take(&mut st.progress_due).then(|| Progress {
                 chunks_done: st.validated,
                 chunks_total: self.shared.workload.chunks_total(),
                 elapsed: self.now(),
             });
-            (out, wake, progress)
+            (out, wake, finals, progress)
         };
         if wake {
             self.shared.feed.notify_waiters();
+        }
+        if finals {
+            self.shared.finals.notify_waiters();
         }
         if let (Some(p), Some(cb)) = (progress, &self.shared.progress) {
             cb(p);
@@ -666,13 +799,128 @@ impl RunContext {
         self.lock().status(file).is_final()
     }
 
-    /// Spawns a task that belongs to this run: a crash aborts it.
+    /// A file's status now.
+    pub fn status(&self, file: FileId) -> FileStatus {
+        self.lock().status(file)
+    }
+
+    /// Waits until `file` reaches a final state. Never poll [`RunContext::is_final`] in a loop
+    /// instead: a task that spins keeps paused time from advancing and hangs the run.
+    pub async fn wait_final(&self, file: FileId) -> FileStatus {
+        self.wait_for(|st| {
+            let s = st.status(file);
+            s.is_final().then_some(s)
+        })
+        .await
+    }
+
+    /// Waits until every file of the run has reached a final state.
+    pub async fn all_final(&self) {
+        self.wait_for(|st| (st.unfinished() == 0).then_some(())).await;
+    }
+
+    async fn wait_for<T>(&self, mut ready: impl FnMut(&State) -> Option<T>) -> T {
+        loop {
+            let notified = self.shared.finals.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(v) = ready(&self.lock()) {
+                return v;
+            }
+            notified.await;
+        }
+    }
+
+    /// Reopens a failed file (Failed → Admitted), as a Step Functions redrive or a DLQ redrive
+    /// does: it takes a quota slot of its user again, and the returned task holds only the chunks
+    /// without a stored result. The strategy processes it like any task from the feed; the
+    /// report counts it in `files_redriven`. Refused for a file that is not failed, or when its
+    /// user's quota is full.
+    pub fn redrive(&self, file: FileId) -> Result<FileTask, RedriveRefused> {
+        let now = self.now();
+        self.with_state(|st| st.redrive(file, now))
+    }
+
+    /// State of type `T` that survives a crash, shared by every caller in this run: what a
+    /// strategy keeps in AWS services (queues, tables, execution state) lives here, while its
+    /// tasks and in-memory state are lost when the orchestrator crashes. Created with
+    /// `T::default()` on first use.
+    pub fn durable<T: Default + Send + Sync + 'static>(&self) -> Arc<T> {
+        let mut map = self.shared.durable.lock().unwrap_or_else(|e| e.into_inner());
+        let any = map
+            .entry(TypeId::of::<T>())
+            .or_insert_with(|| Arc::new(T::default()))
+            .clone();
+        any.downcast::<T>()
+            .unwrap_or_else(|_| unreachable!("the map holds a T under T's type id"))
+    }
+
+    /// A seeded generator for one purpose (`label`), the same stream for the same run seed and
+    /// label whatever else draws. It implements `rand_core::RngCore`.
+    pub fn rng(&self, label: &str) -> RunRng {
+        RunRng::new(derive_seed(derive_seed(self.shared.seed, "strategy"), label))
+    }
+
+    /// Adds `v` to the strategy's figure `name` (in the summary's `strategy_metrics`, and
+    /// watchable by `regress --metric NAME`).
+    pub fn add_metric(&self, name: &str, v: f64) {
+        let mut st = self.lock();
+        match st.metrics.get_mut(name) {
+            Some(x) => *x += v,
+            None => {
+                st.metrics.insert(name.to_owned(), v);
+            }
+        }
+    }
+
+    /// Sets the strategy's figure `name` to `v`.
+    pub fn set_metric(&self, name: &str, v: f64) {
+        self.lock().metrics.insert(name.to_owned(), v);
+    }
+
+    /// Records the value of the gauge `name` now (queue depth, warm functions, a pacer's rate…):
+    /// each second of the time series shows the value at its end.
+    pub fn gauge(&self, name: &str, v: f64) {
+        let now = self.now();
+        self.lock().recorder.set_gauge(now, name, v);
+    }
+
+    /// Appends a line to the artifact `name` (written to the report folder as
+    /// `STRATEGY-NAME.jsonl`), at most [`MAX_ARTIFACT_LINES`] lines each.
+    pub fn artifact(&self, name: &str, line: String) {
+        let mut st = self.lock();
+        let a = match st.artifacts.get_mut(name) {
+            Some(a) => a,
+            None => st.artifacts.entry(name.to_owned()).or_default(),
+        };
+        if a.lines.len() < MAX_ARTIFACT_LINES {
+            a.lines.push(line);
+        } else {
+            a.dropped += 1;
+        }
+    }
+
+    /// Resolves when a task spawned with [`RunContext::spawn`] has panicked.
+    pub(crate) async fn panicked(&self) {
+        self.shared.panicked.cancelled().await;
+    }
+
+    /// The messages of the panics in spawned tasks.
+    pub(crate) fn panics(&self) -> Vec<String> {
+        self.shared.panics.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Spawns a task that belongs to this run: a crash aborts it, and a panic in it ends the run
+    /// with an error ([`crate::SimError::StrategyPanicked`]) rather than passing unnoticed.
     pub fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        let handle = tokio::spawn(fut);
+        let handle = tokio::spawn(CatchPanic {
+            fut: Box::pin(fut),
+            ctx: self.clone(),
+        });
         let mut tasks = self.shared.tasks.lock().unwrap_or_else(|e| e.into_inner());
         if tasks.len() >= 64 && tasks.len().is_power_of_two() {
             tasks.retain(|t| !t.is_finished());

@@ -15,12 +15,12 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::backend::{LlmBackend, SimBackend};
-use crate::bound::ideal_makespan;
+use crate::bound::{Blackouts, ideal_makespan};
 use crate::context::{ProgressFn, RunContext};
 use crate::error::SimError;
 use crate::recorder::EventKind;
 use crate::report::{Mode, Percentiles, RunReport, Summary, buckets, round6};
-use crate::scenario::{Action, CrashSpec, Scenario};
+use crate::scenario::{Action, CancelTarget, CrashSpec, Scenario};
 use crate::workload::Workload;
 
 /// A strategy, as the engine sees it: called with a context, once at the start and again after
@@ -98,9 +98,19 @@ pub async fn execute(
     background.spawn(arrivals(ctx.clone()));
     background.spawn(timeline(ctx.clone(), scenario.clone(), crash_tx));
     let limit = scenario.time_limit.0;
-    let finished = tokio::time::timeout(ctx.real(limit), drive(&ctx, strategy, crash_rx)).await;
+    let finished = tokio::select! {
+        biased;
+        () = ctx.panicked() => Ok(()),
+        r = tokio::time::timeout(ctx.real(limit), drive(&ctx, strategy, crash_rx)) => r,
+    };
     background.abort_all();
     ctx.abort_tasks().await;
+    if let Some(message) = ctx.panics().into_iter().next() {
+        return Err(SimError::StrategyPanicked {
+            strategy: name.to_owned(),
+            message,
+        });
+    }
     if finished.is_err() {
         return Err(SimError::TimeLimit {
             limit,
@@ -175,12 +185,76 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
     }
 }
 
+/// Files the timeline cancels (by file, by user among those arrived by then, or the whole run):
+/// the work outside the required set.
+pub fn cancelled_by_timeline(scenario: &Scenario, workload: &Workload) -> Vec<bool> {
+    let mut out = vec![false; workload.files().len()];
+    for e in scenario.events() {
+        if let Action::Cancel(target) = e.action {
+            for f in workload.files() {
+                let hit = match target {
+                    CancelTarget::File(id) => f.id == id,
+                    CancelTarget::User(u) => f.user == u && f.arrival <= e.at.0,
+                    CancelTarget::Run => true,
+                };
+                if hit {
+                    out[f.id.0 as usize] = true;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// The intervals in which no request can be admitted whatever the strategy: outages, and the
+/// orchestrator's downtime after each crash.
+pub fn blackouts(scenario: &Scenario) -> Blackouts {
+    Blackouts::new(
+        scenario
+            .events()
+            .iter()
+            .filter_map(|e| match e.action {
+                Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
+                Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
+                _ => None,
+            })
+            .collect(),
+    )
+}
+
+/// The ideal makespan of a scenario's required work: one constant per scenario and seed.
+pub fn required_ideal(scenario: &Scenario, workload: &Workload) -> std::time::Duration {
+    let cancelled = cancelled_by_timeline(scenario, workload);
+    ideal_makespan(workload, &scenario.provider_config(), &blackouts(scenario), |f, _| {
+        !cancelled[f.0 as usize]
+    })
+}
+
 fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workload: &Workload) -> RunReport {
     let provider_stats = ctx.backend().provider_stats();
     let mut st = ctx.lock();
     let makespan = st.last_final;
     let provider = scenario.provider_config();
-    let ideal = ideal_makespan(workload, &provider, &st.results);
+    let cancelled = cancelled_by_timeline(scenario, workload);
+    let dark = blackouts(scenario);
+    let ideal = ideal_makespan(workload, &provider, &dark, |f, _| !cancelled[f.0 as usize]);
+    let kept = ideal_makespan(workload, &provider, &dark, |f, c| st.results.committed(f, c).is_some());
+    let (mut files_required, mut chunks_required, mut chunks_done) = (0u64, 0u64, 0u64);
+    for f in workload.files() {
+        if cancelled[f.id.0 as usize] {
+            continue;
+        }
+        files_required += 1;
+        chunks_required += u64::from(f.chunks);
+        if st.status(f.id) == crate::context::FileStatus::Completed {
+            chunks_done += u64::from(f.chunks);
+        }
+    }
+    let completion = if chunks_required == 0 {
+        1.0
+    } else {
+        chunks_done as f64 / chunks_required as f64
+    };
     let used = st.results.committed_tokens();
     let billed = provider_stats.map_or(st.recorder.tokens_answered, |s| s.tokens_billed);
     let prompt_billed = provider_stats.map_or(st.recorder.prompt_tokens_answered, |s| s.prompt_tokens_billed);
@@ -197,6 +271,13 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         .collect();
     let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions, makespan).map(round6);
     let makespan_s = makespan.as_secs_f64();
+    let ratio = |bound: std::time::Duration| {
+        if makespan_s > 0.0 {
+            (bound.as_secs_f64() / makespan_s).min(1.0)
+        } else {
+            1.0
+        }
+    };
     let rec = &st.recorder;
     let summary = Summary {
         makespan_s: round6(makespan_s),
@@ -205,6 +286,10 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         files_failed: st.counts.failed,
         files_rejected: st.counts.rejected,
         files_cancelled: st.counts.cancelled,
+        files_redriven: st.redriven,
+        files_required,
+        chunks_required,
+        completion: round6(completion),
         chunks_total: workload.chunks_total(),
         chunks_validated: st.results.committed_total(),
         chunks_invalid: st.results.invalid_total(),
@@ -221,20 +306,19 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         },
         tpm_limit: scenario.provider.tpm.map(|t| t.get()),
         ideal_makespan_s: round6(ideal.as_secs_f64()),
-        efficiency: if makespan_s > 0.0 {
-            round6(ideal.as_secs_f64() / makespan_s)
-        } else {
-            1.0
-        },
+        efficiency: round6(completion * ratio(ideal)),
+        limit_utilization: round6(ratio(kept)),
         latency_ms: Percentiles::of(&rec.llm_latency_us, 1000.0),
         file_latency_s: Percentiles::of(&rec.file_latency_ms, 1000.0),
         cancel_latency_s: (!rec.cancel_latency_ms.is_empty()).then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
         duplicate_results: st.duplicates,
+        results_discarded: st.discarded,
         results_digest: format!("{:016x}", st.results.digest()),
         cost,
         orchestration_units: st.units.clone(),
         recovery_s,
         restarts: st.restarts,
+        strategy_metrics: st.metrics.clone(),
         wall_time_s: 0.0,
     };
     let latency_histogram_ms = buckets(&rec.llm_latency_us, 1000.0);
@@ -249,5 +333,6 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         timeseries,
         events: std::mem::take(&mut st.recorder.events),
         events_dropped: st.recorder.events_dropped,
+        artifacts: std::mem::take(&mut st.artifacts),
     }
 }

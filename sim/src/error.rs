@@ -33,6 +33,15 @@ pub enum SimError {
         /// Files not in a final state.
         unfinished: u64,
     },
+    /// A task the strategy spawned panicked: a bug in the strategy, reported as an error of the
+    /// run rather than as failed files.
+    #[error("strategy `{strategy}` panicked in a task it spawned: {message}")]
+    StrategyPanicked {
+        /// The strategy.
+        strategy: String,
+        /// The panic's message (the first, when several panicked).
+        message: String,
+    },
     /// A strategy's configuration was rejected.
     #[error("{0}")]
     Strategy(String),

@@ -11,7 +11,8 @@
 //! - [`http`]: the HTTP backend (any OpenAI-compatible endpoint, TLS included);
 //! - [`context`]: what a strategy sees (file feed, instrumented calls, cancellation) and the run's
 //!   bookkeeping (gatekeeper quotas, file states);
-//! - [`params`]: the parameter store; [`results`]: the result store;
+//! - [`params`]: the parameter store; [`results`]: the result store (each chunk's terminal state);
+//! - [`rng`]: a strategy's seeded generators ([`context::RunContext::rng`]);
 //! - [`recorder`]: histograms, per-second series, event log; [`report`]: the report types;
 //! - [`bound`]: the ideal makespan (a lower bound no strategy can beat);
 //! - [`error`]: the error type, [`SimError`].
@@ -34,11 +35,12 @@ pub mod recorder;
 pub mod recovery;
 pub mod report;
 pub mod results;
+pub mod rng;
 pub mod scenario;
 pub mod workload;
 
 pub use backend::{ChatRequest, ChatResponse, LlmBackend, LlmError, SimBackend};
-pub use context::{ChunkOutcome, FileTask, Progress, ProgressFn, RunContext};
+pub use context::{Artifact, ChunkOutcome, FileStatus, FileTask, Progress, ProgressFn, RedriveRefused, RunContext};
 pub use engine::{RunOptions, StrategyFn, execute, simulate};
 pub use error::SimError;
 pub use report::{Mode, ReportFile, RunReport, ScenarioInfo, Summary};

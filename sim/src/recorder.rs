@@ -2,6 +2,7 @@
 //! Memory grows with simulated seconds (the series) and the histograms' buckets, never with the
 //! number of calls.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -14,7 +15,7 @@ use crate::scenario::{FileId, UserId};
 pub const MAX_EVENTS: usize = 20_000;
 
 /// One simulated (or wall-clock, when live) second of a run.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct SecondRow {
     /// Seconds since the start.
     pub second: u64,
@@ -34,6 +35,10 @@ pub struct SecondRow {
     pub files_done: u32,
     /// The strategy's concurrency limit at the end of this second, where it has one.
     pub concurrency_limit: Option<u32>,
+    /// The strategy's gauges (queue depth, warm functions, pacer rate…) at the end of this
+    /// second, by name (see `RunContext::gauge`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub gauges: BTreeMap<String, f64>,
 }
 
 /// What an event is about.
@@ -54,6 +59,8 @@ pub enum EventKind {
     FileFailed,
     /// A file was cancelled.
     FileCancelled,
+    /// A failed file was reopened (redrive).
+    FileRedriven,
     /// A cancellation was requested.
     CancelRequested,
     /// Parameter-store values changed.
@@ -104,6 +111,7 @@ pub struct Recorder {
     pub events_dropped: u64,
     in_flight: u32,
     limit: Option<u32>,
+    gauges: BTreeMap<String, f64>,
     /// LLM requests sent.
     pub requests: u64,
     /// Requests refused with 429.
@@ -135,6 +143,7 @@ impl Default for Recorder {
             events_dropped: 0,
             in_flight: 0,
             limit: None,
+            gauges: BTreeMap::new(),
             requests: 0,
             throttled: 0,
             errors: 0,
@@ -156,6 +165,7 @@ impl Recorder {
                 second,
                 in_flight_max: self.in_flight,
                 concurrency_limit: self.limit,
+                gauges: self.gauges.clone(),
                 ..SecondRow::default()
             });
         }
@@ -214,6 +224,17 @@ impl Recorder {
     pub fn set_limit(&mut self, t: Duration, limit: u32) {
         self.limit = Some(limit);
         self.row(t).concurrency_limit = Some(limit);
+    }
+
+    /// The gauge `name` is `v` from `t` on.
+    pub fn set_gauge(&mut self, t: Duration, name: &str, v: f64) {
+        match self.gauges.get_mut(name) {
+            Some(x) => *x = v,
+            None => {
+                self.gauges.insert(name.to_owned(), v);
+            }
+        }
+        self.row(t).gauges.insert(name.to_owned(), v);
     }
 
     /// Appends to the event log (or counts it as dropped when full).

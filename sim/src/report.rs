@@ -119,6 +119,10 @@ pub struct RunReport {
     pub events: Vec<Event>,
     /// Events not kept in the log.
     pub events_dropped: u64,
+    /// The strategy's own artifacts by name (e.g. execution histories), written to the report
+    /// folder as JSON Lines beside `report.json`, not inside it.
+    #[serde(skip)]
+    pub artifacts: std::collections::BTreeMap<String, crate::context::Artifact>,
 }
 
 /// The headline figures of a run. See README.md ("Report fields") for each.
@@ -136,6 +140,20 @@ pub struct Summary {
     pub files_rejected: u64,
     /// Files cancelled.
     pub files_cancelled: u64,
+    /// Failed files that were reopened and fed again (redrive), each time counted.
+    #[serde(default)]
+    pub files_redriven: u64,
+    /// Files the run had to finish: every file the timeline does not cancel (rejected files
+    /// count). The same for every strategy.
+    #[serde(default)]
+    pub files_required: u64,
+    /// Chunks of those files.
+    #[serde(default)]
+    pub chunks_required: u64,
+    /// Share of the required work done: chunks of completed required files over
+    /// `chunks_required` (a file counts only once complete). 1 when nothing is required.
+    #[serde(default)]
+    pub completion: f64,
     /// Chunks in the workload.
     pub chunks_total: u64,
     /// Chunks with a result in the result store at the end.
@@ -159,11 +177,18 @@ pub struct Summary {
     pub throughput_tokens_per_min: f64,
     /// TPM limit at the start (null: none).
     pub tpm_limit: Option<u64>,
-    /// A lower bound on the makespan of the work this run completed that no strategy can beat
-    /// (see `sim::bound`).
+    /// A lower bound on the makespan of the required work that no strategy can beat (see
+    /// `sim::bound`): one constant per scenario and seed, the same for every strategy.
     pub ideal_makespan_s: f64,
-    /// `ideal_makespan_s / makespan_s`, at most 1.
+    /// How close the run came to doing all the required work in the ideal time:
+    /// `completion × min(1, ideal_makespan_s / makespan_s)`. At most 1; a run that failed most
+    /// of its files scores about the share it finished, however fast it gave up.
     pub efficiency: f64,
+    /// How busy the run kept the limits while it worked: the bound over the chunks it kept,
+    /// divided by its makespan (at most 1). Unlike `efficiency`, giving up on work does not
+    /// lower it.
+    #[serde(default)]
+    pub limit_utilization: f64,
     /// Latency of successful LLM calls, in ms (429s are not latency samples).
     pub latency_ms: Percentiles,
     /// Arrival-to-completion time of completed files, in seconds.
@@ -172,6 +197,10 @@ pub struct Summary {
     pub cancel_latency_s: Option<Percentiles>,
     /// Results that arrived for a chunk already stored.
     pub duplicate_results: u64,
+    /// Answers that arrived for a file already ended or being cancelled: never stored, their
+    /// tokens wasted.
+    #[serde(default)]
+    pub results_discarded: u64,
     /// A digest of every stored result (hex): runs that stored the same verdicts for the same
     /// chunks have the same digest, whatever the strategy.
     pub results_digest: String,
@@ -184,6 +213,10 @@ pub struct Summary {
     pub recovery_s: Option<f64>,
     /// Orchestrator restarts after crashes.
     pub restarts: u32,
+    /// The strategy's own figures by name (e.g. transitions, deliveries), watched by
+    /// `regress --metric NAME`.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub strategy_metrics: std::collections::BTreeMap<String, f64>,
     /// Wall-clock time the run took, in seconds (the only field that varies between identical runs).
     pub wall_time_s: f64,
 }

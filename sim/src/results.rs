@@ -1,8 +1,14 @@
-//! The result store: where chunk verdicts end up, at most once per (file, chunk).
+//! The result store: where chunk verdicts end up, at most once per (file, chunk), and each chunk's
+//! terminal state.
+//!
+//! Each chunk is in exactly one state: *open* (no answer yet), *failed* (the strategy gave up on
+//! it), or *validated* (a verdict is held). A verdict always wins over a failure: a duplicate
+//! delivery that failed does not undo, or pre-empt, another that succeeded.
 //!
 //! In `incremental` mode a result is committed as soon as it is stored, so that a run that crashes
 //! resumes from the last successful validation. In `at-end` mode a file's results are staged and
-//! committed together when the file ends; a crash loses what was staged.
+//! committed together when the file completes; a crash, a failure or a cancellation of the file
+//! discards what was staged (the reference design stores results "all at once at the end").
 //! Memory: one byte per chunk of each file that has started, plus a few counters per file.
 
 use mock_llm::Verdict;
@@ -10,7 +16,10 @@ use mock_llm::rng::mix64;
 
 use crate::scenario::{FileId, ResultsMode};
 
+/// Slot bit: the verdict is committed (survives a crash).
 const COMMITTED: u8 = 0x80;
+/// Slot value: the strategy gave up on the chunk.
+const FAILED: u8 = 0x20;
 
 /// What storing a result did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,14 +30,47 @@ pub enum Stored {
     Duplicate,
 }
 
+/// A chunk's terminal state, as the store holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChunkState {
+    /// No answer kept, and not given up on.
+    Open,
+    /// The strategy gave up on it.
+    Failed,
+    /// A verdict is held (committed or staged).
+    Validated(Verdict),
+}
+
 #[derive(Clone, Debug, Default)]
 struct FileResults {
     slots: Box<[u8]>,
     held: u32,
+    failed: u32,
     committed: u32,
     committed_tokens: u64,
     staged_tokens: u64,
     invalid: u32,
+}
+
+impl FileResults {
+    /// Drops staged (uncommitted) verdicts.
+    fn discard_staged(&mut self) {
+        if self.held == self.committed {
+            return;
+        }
+        for s in self.slots.iter_mut() {
+            if *s & COMMITTED == 0
+                && let Some(v) = Verdict::from_code(*s)
+            {
+                if !v.valid {
+                    self.invalid -= 1;
+                }
+                *s = 0;
+            }
+        }
+        self.held = self.committed;
+        self.staged_tokens = 0;
+    }
 }
 
 /// The store. See the module docs.
@@ -55,12 +97,15 @@ impl ResultStore {
         }
     }
 
-    /// Stores the result of one chunk, using `tokens` tokens. At most once per chunk.
+    /// Stores the result of one chunk, using `tokens` tokens. At most once per chunk; a verdict
+    /// replaces a failure.
     pub fn store(&mut self, file: FileId, chunk: u32, verdict: Verdict, tokens: u64) -> Stored {
         let f = &mut self.files[file.0 as usize];
         let slot = &mut f.slots[chunk as usize];
-        if *slot != 0 {
-            return Stored::Duplicate;
+        match *slot {
+            0 => {}
+            FAILED => f.failed -= 1,
+            _ => return Stored::Duplicate,
         }
         f.held += 1;
         if !verdict.valid {
@@ -80,32 +125,51 @@ impl ResultStore {
         Stored::New
     }
 
-    /// Commits whatever a file has staged (its end, in `at-end` mode).
+    /// Marks a chunk as given up on; `false` when it already had a terminal state (a verdict
+    /// or an earlier failure), which stays as it was.
+    pub fn fail(&mut self, file: FileId, chunk: u32) -> bool {
+        let f = &mut self.files[file.0 as usize];
+        let slot = &mut f.slots[chunk as usize];
+        if *slot != 0 {
+            return false;
+        }
+        *slot = FAILED;
+        f.failed += 1;
+        true
+    }
+
+    /// Reopens every failed chunk of a file (a restart or a redrive tries them again).
+    pub fn reopen_failed(&mut self, file: FileId) {
+        let f = &mut self.files[file.0 as usize];
+        if f.failed == 0 {
+            return;
+        }
+        for s in f.slots.iter_mut().filter(|s| **s == FAILED) {
+            *s = 0;
+        }
+        f.failed = 0;
+    }
+
+    /// Commits whatever a file has staged (its completion, in `at-end` mode).
     pub fn commit(&mut self, file: FileId) {
         let f = &mut self.files[file.0 as usize];
-        for s in f.slots.iter_mut().filter(|s| **s != 0) {
+        for s in f.slots.iter_mut().filter(|s| Verdict::from_code(**s).is_some()) {
             *s |= COMMITTED;
         }
         f.committed = f.held;
         f.committed_tokens += std::mem::take(&mut f.staged_tokens);
     }
 
+    /// Drops what a file has staged but not committed (it failed or was cancelled, in `at-end`
+    /// mode: its answers are wasted).
+    pub fn discard(&mut self, file: FileId) {
+        self.files[file.0 as usize].discard_staged();
+    }
+
     /// A crash: staged results are lost; committed ones survive.
     pub fn crash(&mut self) {
         for f in &mut self.files {
-            if f.held == f.committed {
-                continue;
-            }
-            for s in f.slots.iter_mut() {
-                if *s != 0 && *s & COMMITTED == 0 {
-                    if Verdict::from_code(*s).is_some_and(|v| !v.valid) {
-                        f.invalid -= 1;
-                    }
-                    *s = 0;
-                }
-            }
-            f.held = f.committed;
-            f.staged_tokens = 0;
+            f.discard_staged();
         }
     }
 
@@ -114,12 +178,23 @@ impl ResultStore {
         self.files[file.0 as usize].held
     }
 
+    /// Chunks of a file given up on.
+    pub fn failed(&self, file: FileId) -> u32 {
+        self.files[file.0 as usize].failed
+    }
+
     /// Whether a chunk has a result held.
     pub fn has(&self, file: FileId, chunk: u32) -> bool {
-        self.files[file.0 as usize]
-            .slots
-            .get(chunk as usize)
-            .is_some_and(|s| *s != 0)
+        matches!(self.state(file, chunk), ChunkState::Validated(_))
+    }
+
+    /// A chunk's terminal state.
+    pub fn state(&self, file: FileId, chunk: u32) -> ChunkState {
+        match self.files[file.0 as usize].slots.get(chunk as usize).copied() {
+            None | Some(0) => ChunkState::Open,
+            Some(FAILED) => ChunkState::Failed,
+            Some(s) => Verdict::from_code(s & !COMMITTED).map_or(ChunkState::Open, ChunkState::Validated),
+        }
     }
 
     /// The committed verdict of a chunk.
@@ -179,6 +254,7 @@ pub fn digest_of(results: impl IntoIterator<Item = (FileId, u32, Verdict)>) -> u
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     const V: Verdict = Verdict { valid: true, issues: 0 };
 
@@ -189,6 +265,25 @@ mod tests {
         assert_eq!(s.store(FileId(0), 1, V, 10), Stored::New);
         assert_eq!(s.store(FileId(0), 1, V, 10), Stored::Duplicate);
         assert_eq!((s.held(FileId(0)), s.committed_tokens()), (1, 10));
+    }
+
+    #[test]
+    fn a_verdict_wins_over_a_failure_and_a_failure_never_replaces_a_verdict() {
+        // Two deliveries of chunk 0: one fails, the other succeeds, in either order. Either way
+        // the chunk ends validated, and the failure count is back to zero.
+        for fail_first in [true, false] {
+            let mut s = ResultStore::new(ResultsMode::Incremental, 1);
+            s.open(FileId(0), 2);
+            if fail_first {
+                assert!(s.fail(FileId(0), 0));
+                assert_eq!(s.store(FileId(0), 0, V, 10), Stored::New);
+            } else {
+                assert_eq!(s.store(FileId(0), 0, V, 10), Stored::New);
+                assert!(!s.fail(FileId(0), 0), "a validated chunk cannot fail");
+            }
+            assert_eq!(s.state(FileId(0), 0), ChunkState::Validated(V));
+            assert_eq!((s.held(FileId(0)), s.failed(FileId(0))), (1, 0));
+        }
     }
 
     #[test]
@@ -222,5 +317,50 @@ mod tests {
             (s.committed_total(), s.committed_tokens(), s.invalid_total()),
             (2, 15, 1)
         );
+    }
+
+    #[test]
+    fn discarding_a_failed_at_end_file_drops_its_staged_results() {
+        let mut s = ResultStore::new(ResultsMode::AtEnd, 1);
+        s.open(FileId(0), 3);
+        s.store(FileId(0), 0, V, 10);
+        s.fail(FileId(0), 1);
+        s.discard(FileId(0));
+        assert_eq!((s.held(FileId(0)), s.committed_tokens()), (0, 0));
+        assert_eq!(s.state(FileId(0), 1), ChunkState::Failed, "the failure is kept");
+    }
+
+    proptest! {
+        /// Under any sequence of stores, failures, reopenings, commits and crashes, the counters
+        /// agree with the slots: `held` counts verdicts, `failed` counts failures, and a chunk
+        /// that was ever validated and committed stays validated.
+        #[test]
+        fn counters_always_agree_with_the_chunk_states(
+            mode in prop_oneof![Just(ResultsMode::Incremental), Just(ResultsMode::AtEnd)],
+            ops in proptest::collection::vec((0u8..6, 0u32..5), 0..60),
+        ) {
+            let mut s = ResultStore::new(mode, 1);
+            s.open(FileId(0), 5);
+            let mut committed = [false; 5];
+            for (op, c) in ops {
+                match op {
+                    0 | 1 => { s.store(FileId(0), c, V, 1); }
+                    2 => { s.fail(FileId(0), c); }
+                    3 => s.reopen_failed(FileId(0)),
+                    4 => s.commit(FileId(0)),
+                    _ => s.crash(),
+                }
+                for (i, was) in committed.iter_mut().enumerate() {
+                    if *was {
+                        prop_assert!(s.has(FileId(0), i as u32), "committed chunk {} lost", i);
+                    }
+                    *was = s.committed(FileId(0), i as u32).is_some();
+                }
+                let states: Vec<_> = (0..5).map(|i| s.state(FileId(0), i)).collect();
+                let held = states.iter().filter(|x| matches!(x, ChunkState::Validated(_))).count() as u32;
+                let failed = states.iter().filter(|x| **x == ChunkState::Failed).count() as u32;
+                prop_assert_eq!((s.held(FileId(0)), s.failed(FileId(0))), (held, failed));
+            }
+        }
     }
 }

@@ -1,0 +1,385 @@
+//! What the three designs need from the engine, each driven by a tiny strategy written inline:
+//! per-chunk terminal states, late answers after a cancel, redrive, waiting without polling,
+//! state that survives a crash, strategy figures, seeded randomness per purpose, and panics.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sim::{ChunkOutcome, FileStatus, RedriveRefused, RunContext, RunOptions, RunReport, Scenario, SimError, simulate};
+
+type Run = Pin<Box<dyn Future<Output = ()>>>;
+
+/// `files` files of 3 one-second chunks, all at time zero, one user, no limits.
+fn scenario(files: u32, extra: &str) -> Scenario {
+    scenario_tpm(files, "", extra)
+}
+
+/// The same, with `provider` added to the provider's table.
+fn scenario_tpm(files: u32, provider: &str, extra: &str) -> Scenario {
+    let text = format!(
+        r#"
+name = "seams"
+time_limit = "1h"
+[workload]
+files = {files}
+chunks_per_file = {{ dist = "fixed", value = 3 }}
+prompt_tokens = {{ dist = "fixed", value = 100 }}
+completion_tokens = {{ dist = "fixed", value = 10 }}
+max_tokens = 10
+[provider]
+latency = {{ base_ms = 1000, per_output_token_ms = 0, sigma = 0 }}
+{provider}
+{extra}"#
+    );
+    Scenario::parse(&text, "seams test").expect("valid")
+}
+
+fn run(s: &Scenario, strategy: &sim::StrategyFn<'static>) -> RunReport {
+    simulate(s, "inline", strategy, &RunOptions::default()).expect("finishes")
+}
+
+async fn answer(ctx: &RunContext, file: sim::scenario::FileId, chunk: u32) -> ChunkOutcome {
+    match ctx.call(ctx.request(file, chunk, 0)).await {
+        Ok(r) => ChunkOutcome::Validated(r),
+        Err(_) => ChunkOutcome::Failed,
+    }
+}
+
+#[test]
+fn a_failed_duplicate_delivery_neither_ends_the_file_early_nor_beats_a_verdict() {
+    // Chunk 0 is delivered twice: once it fails, once it succeeds. Then chunk 1 succeeds. With
+    // a per-file failure counter, held (2) + failed (1) = 3 chunks would end the file as failed
+    // before chunk 2 was even tried. With one terminal state per chunk, the verdict replaces the
+    // failure and the file completes only when chunk 2 is done.
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            ctx.chunk_done(file.id, 0, ChunkOutcome::Failed);
+            let a = answer(&ctx, file.id, 0).await;
+            ctx.chunk_done(file.id, 0, a);
+            ctx.chunk_done(file.id, 0, ChunkOutcome::Failed); // a late failure changes nothing
+            let b = answer(&ctx, file.id, 1).await;
+            ctx.chunk_done(file.id, 1, b);
+            ctx.chunk_done(file.id, 1, b); // a duplicate answer is counted, not stored twice
+            assert_eq!(ctx.status(file.id), FileStatus::Admitted, "chunk 2 is still open");
+            let c = answer(&ctx, file.id, 2).await;
+            ctx.chunk_done(file.id, 2, c);
+            ctx.chunk_done(file.id, 2, c); // after the file ended: discarded
+        })
+    };
+    let r = run(&scenario(1, ""), &strategy);
+    assert_eq!((r.summary.files_completed, r.summary.files_failed), (1, 0));
+    let x = &r.summary;
+    assert_eq!(
+        (x.chunks_validated, x.duplicate_results, x.results_discarded),
+        (3, 1, 1)
+    );
+}
+
+#[test]
+fn an_answer_that_arrives_after_a_cancel_is_always_wasted() {
+    // Three calls in flight on one file, not raced against its cancellation (as a Lambda that
+    // runs to completion). The file is cancelled at 0.5 s; the answers arrive at 1 s. None is
+    // stored, whatever order they report in: the file ends cancelled with no results, and the
+    // three answers are counted as discarded, their tokens wasted.
+    let s = scenario(1, "[[timeline]]\nat = \"500ms\"\ncancel = { file = \"file-1\" }\n");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            let calls: Vec<_> = file
+                .chunks
+                .iter()
+                .map(|&c| {
+                    let ctx = ctx.clone();
+                    ctx.clone().spawn(async move {
+                        let a = answer(&ctx, file.id, c).await;
+                        ctx.chunk_done(file.id, c, a);
+                    })
+                })
+                .collect();
+            for c in calls {
+                c.await.expect("no panic");
+            }
+        })
+    };
+    let r = run(&s, &strategy);
+    assert_eq!((r.summary.files_cancelled, r.summary.chunks_validated), (1, 0));
+    assert_eq!(r.summary.results_discarded, 3);
+    assert_eq!(r.summary.tokens_wasted, r.summary.tokens_billed);
+    assert!(r.summary.tokens_billed > 0);
+    let c = r.summary.cancel_latency_s.expect("a cancellation");
+    assert_eq!(c.max, 0.5, "the last call in flight ended 0.5 s after the cancel");
+}
+
+#[test]
+fn a_redriven_file_gets_back_only_its_unfinished_chunks_and_completes() {
+    // Chunk 0 succeeds, chunks 1 and 2 fail: the file fails. A redrive reopens it with chunks
+    // 1 and 2 only; validating them completes the file. A second redrive of a completed file is
+    // refused.
+    let s = scenario(1, "");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            let a = answer(&ctx, file.id, 0).await;
+            ctx.chunk_done(file.id, 0, a);
+            ctx.chunk_done(file.id, 1, ChunkOutcome::Failed);
+            ctx.chunk_done(file.id, 2, ChunkOutcome::Failed);
+            assert_eq!(ctx.status(file.id), FileStatus::Failed);
+            let again = ctx.redrive(file.id).expect("a failed file can be redriven");
+            assert_eq!(again.chunks, vec![1, 2]);
+            for &c in &again.chunks {
+                let a = answer(&ctx, file.id, c).await;
+                ctx.chunk_done(file.id, c, a);
+            }
+            assert_eq!(
+                ctx.redrive(file.id).err(),
+                Some(RedriveRefused::NotFailed(FileStatus::Completed))
+            );
+        })
+    };
+    let r = run(&s, &strategy);
+    let x = &r.summary;
+    assert_eq!((x.files_completed, x.files_failed, x.files_redriven), (1, 0, 1));
+    assert_eq!((x.chunks_validated, x.llm_requests), (3, 3));
+    assert_eq!(x.completion, 1.0);
+}
+
+#[test]
+fn a_redrive_respects_the_users_quota() {
+    // One file in progress per user: while file-2 runs, failed file-1 cannot take a slot.
+    let s = scenario(2, "[quotas]\nper_user_concurrent_files = 1\n");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let one = ctx.next_file().await.expect("file-1");
+            for c in 0..3 {
+                ctx.chunk_done(one.id, c, ChunkOutcome::Failed);
+            }
+            let two = ctx.next_file().await.expect("file-2, admitted when file-1 ended");
+            assert_eq!(ctx.redrive(one.id).err(), Some(RedriveRefused::QuotaFull));
+            for &c in &two.chunks {
+                let a = answer(&ctx, two.id, c).await;
+                ctx.chunk_done(two.id, c, a);
+            }
+            let again = ctx.redrive(one.id).expect("the slot is free again");
+            for &c in &again.chunks {
+                let a = answer(&ctx, one.id, c).await;
+                ctx.chunk_done(one.id, c, a);
+            }
+        })
+    };
+    let r = run(&s, &strategy);
+    assert_eq!((r.summary.files_completed, r.summary.files_redriven), (2, 1));
+}
+
+#[test]
+fn waiting_for_files_to_end_wakes_on_the_end_without_polling() {
+    // The strategy hands each file to a task and then waits: for one file, and for all. A
+    // strategy that polled is_final would stop paused time; these waits wake on the event.
+    // The files end at 3 s (three 1 s chunks each, in parallel per file).
+    let s = scenario(4, "");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let mut ids = vec![];
+            while let Some(file) = ctx.next_file().await {
+                ids.push(file.id);
+                let ctx2 = ctx.clone();
+                ctx.spawn(async move {
+                    for &c in &file.chunks {
+                        let a = answer(&ctx2, file.id, c).await;
+                        ctx2.chunk_done(file.id, c, a);
+                    }
+                });
+            }
+            assert_eq!(ctx.wait_final(ids[2]).await, FileStatus::Completed);
+            assert_eq!(ctx.now(), Duration::from_secs(3));
+            ctx.all_final().await;
+            assert!(ids.iter().all(|id| ctx.is_final(*id)));
+        })
+    };
+    let r = run(&s, &strategy);
+    assert_eq!((r.summary.files_completed, r.summary.makespan_s), (4, 3.0));
+}
+
+#[test]
+fn a_call_dropped_at_a_cancel_wakes_whoever_waits_for_the_file() {
+    // The call's future is dropped when the file is cancelled (as a crash or an abort does);
+    // its bookkeeping ends in the drop guard, which must wake the waiter. Without the wake-up
+    // the strategy waits forever and the run ends at its time limit instead.
+    let s = scenario(1, "[[timeline]]\nat = \"400ms\"\ncancel = { run = true }\n");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            let ctx2 = ctx.clone();
+            let token = file.cancel.clone();
+            ctx.spawn(async move {
+                tokio::select! {
+                    biased;
+                    () = token.cancelled() => {}
+                    _ = ctx2.call(ctx2.request(file.id, 0, 0)) => {}
+                }
+            });
+            assert_eq!(ctx.wait_final(file.id).await, FileStatus::Cancelled);
+        })
+    };
+    let r = run(&s, &strategy);
+    assert_eq!(r.summary.files_cancelled, 1);
+    assert_eq!(r.summary.makespan_s, 0.4);
+}
+
+#[derive(Default)]
+struct Starts(AtomicU32);
+
+#[test]
+fn durable_state_survives_a_crash_and_in_memory_state_does_not() {
+    // The strategy counts its starts in durable state and in a local. After a crash at 1.5 s it
+    // starts again: the durable count is 2, the local one starts from 0.
+    let s = scenario(1, "[[timeline]]\nat = \"1500ms\"\ncrash = { restart_after = \"1s\" }\n");
+    let seen = Arc::new(Mutex::new(vec![]));
+    let seen2 = seen.clone();
+    let strategy = move |ctx: RunContext| -> Run {
+        let starts = ctx.durable::<Starts>().0.fetch_add(1, Ordering::SeqCst) + 1;
+        let local = 1;
+        seen2.lock().unwrap().push((starts, local));
+        Box::pin(async move {
+            while let Some(file) = ctx.next_file().await {
+                for &c in &file.chunks {
+                    let a = answer(&ctx, file.id, c).await;
+                    ctx.chunk_done(file.id, c, a);
+                }
+            }
+        })
+    };
+    let r = simulate(&s, "inline", &strategy, &RunOptions::default()).expect("finishes");
+    assert_eq!(*seen.lock().unwrap(), vec![(1, 1), (2, 1)]);
+    assert_eq!((r.summary.restarts, r.summary.files_completed), (1, 1));
+}
+
+#[test]
+fn strategy_figures_gauges_and_artifacts_reach_the_report() {
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            while let Some(file) = ctx.next_file().await {
+                for &c in &file.chunks {
+                    ctx.gauge("queue_depth", f64::from(3 - c));
+                    ctx.add_metric("transitions", 2.0);
+                    ctx.artifact("history", format!("{{\"chunk\":{c}}}"));
+                    let a = answer(&ctx, file.id, c).await;
+                    ctx.chunk_done(file.id, c, a);
+                }
+            }
+            ctx.set_metric("peak", 7.0);
+        })
+    };
+    let r = run(&scenario(1, ""), &strategy);
+    let m = &r.summary.strategy_metrics;
+    assert_eq!((m["transitions"], m["peak"]), (6.0, 7.0));
+    // The gauge is set to 3, 2, 1 at 0 s, 1 s and 2 s: each second shows its value at its end.
+    let g: Vec<f64> = r.timeseries.iter().map(|row| row.gauges["queue_depth"]).collect();
+    assert_eq!(g, vec![3.0, 2.0, 1.0, 1.0]);
+    let h = &r.artifacts["history"];
+    assert_eq!(h.lines, vec!["{\"chunk\":0}", "{\"chunk\":1}", "{\"chunk\":2}"]);
+}
+
+#[test]
+fn rng_streams_are_per_purpose_and_reproducible() {
+    use rand_core::RngCore;
+    let got = Arc::new(Mutex::new(vec![]));
+    let got2 = got.clone();
+    let strategy = move |ctx: RunContext| -> Run {
+        let (mut a, mut b) = (ctx.rng("jitter"), ctx.rng("jitter"));
+        let mut other = ctx.rng("redrive");
+        got2.lock()
+            .unwrap()
+            .push((a.next_u64(), b.next_u64(), other.next_u64()));
+        Box::pin(async move { while ctx.next_file().await.is_some() {} })
+    };
+    let s = scenario(1, "");
+    simulate(&s, "inline", &strategy, &RunOptions::default()).expect("finishes");
+    simulate(&s, "inline", &strategy, &RunOptions::default()).expect("finishes");
+    let got = got.lock().unwrap();
+    assert_eq!(got[0], got[1], "same seed, same draws");
+    assert_eq!(got[0].0, got[0].1, "same label, same stream");
+    assert_ne!(got[0].0, got[0].2, "another label, another stream");
+}
+
+#[test]
+fn a_panic_in_a_spawned_task_is_an_error_of_the_run_not_failed_files() {
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            while let Some(file) = ctx.next_file().await {
+                let ctx2 = ctx.clone();
+                ctx.spawn(async move {
+                    if file.id.0 == 1 {
+                        panic!("bug in the strategy");
+                    }
+                    for &c in &file.chunks {
+                        let a = answer(&ctx2, file.id, c).await;
+                        ctx2.chunk_done(file.id, c, a);
+                    }
+                });
+            }
+            ctx.all_final().await;
+        })
+    };
+    match simulate(&scenario(3, ""), "panicky", &strategy, &RunOptions::default()) {
+        Err(SimError::StrategyPanicked { strategy, message }) => {
+            assert_eq!(
+                (strategy.as_str(), message.as_str()),
+                ("panicky", "bug in the strategy")
+            );
+        }
+        other => panic!("expected the panic to be reported, got {other:?}"),
+    }
+}
+
+#[test]
+fn giving_up_scores_the_share_of_work_done_against_the_same_ideal() {
+    // Four files of three chunks. One strategy does them all; another does file-1 and gives
+    // up on the rest at once. Both are measured against the same ideal (the required work), so
+    // the quitter, though it ends sooner, scores at most the quarter it completed.
+    let s = scenario_tpm(4, "tpm = 660", "");
+    let all = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            while let Some(file) = ctx.next_file().await {
+                for &c in &file.chunks {
+                    loop {
+                        match ctx.call(ctx.request(file.id, c, 0)).await {
+                            Ok(r) => {
+                                ctx.chunk_done(file.id, c, ChunkOutcome::Validated(r));
+                                break;
+                            }
+                            Err(e) => ctx.sleep(e.retry_after().unwrap_or(Duration::from_secs(1))).await,
+                        }
+                    }
+                }
+            }
+        })
+    };
+    let quit = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let mut first = true;
+            while let Some(file) = ctx.next_file().await {
+                for &c in &file.chunks {
+                    let outcome = if first {
+                        answer(&ctx, file.id, c).await
+                    } else {
+                        ChunkOutcome::Failed
+                    };
+                    ctx.chunk_done(file.id, c, outcome);
+                }
+                first = false;
+            }
+        })
+    };
+    let (a, q) = (run(&s, &all), run(&s, &quit));
+    assert_eq!(a.summary.ideal_makespan_s, q.summary.ideal_makespan_s, "one yardstick");
+    assert_eq!((a.summary.completion, q.summary.completion), (1.0, 0.25));
+    assert!(q.summary.makespan_s < a.summary.makespan_s, "the quitter ends sooner");
+    assert!(q.summary.efficiency <= 0.25, "{}", q.summary.efficiency);
+    assert!(a.summary.efficiency > q.summary.efficiency);
+    // Busy while it worked: the quitter's limit utilization ignores the work it dropped.
+    assert!(q.summary.limit_utilization > q.summary.efficiency);
+}
