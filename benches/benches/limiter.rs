@@ -30,6 +30,7 @@ fn limiter(c: &mut Criterion) {
                             max_tokens: 200,
                             completion_tokens: 100,
                             key: i,
+                            attempt: Some(0),
                         };
                         if matches!(
                             p.admit(Duration::from_millis(i * 3), &req),

@@ -21,6 +21,11 @@ pub struct RateLimitHeaders {
     pub reset_requests: Option<Duration>,
     /// `x-ratelimit-reset-tokens`: time until the token limit is whole again.
     pub reset_tokens: Option<Duration>,
+    /// When the client received these values (time since its run started), so that a reader can
+    /// age them: a `remaining` seen 5 s ago is not a `remaining` now. Set by the client (the
+    /// engine's `RunContext::call`); `None` where unknown. Never sent as a header.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed: Option<Duration>,
 }
 
 /// The header names, in OpenAI's order: the three limits (requests, tokens), remaining and reset.
@@ -92,7 +97,9 @@ pub fn go_duration(d: Duration) -> String {
     }
 }
 
-/// Parses a Go-style duration (`1s`, `6m0s`, `12ms`, `1.5s`, `1h2m3.5s`, `250us`).
+/// Parses a Go-style duration (`1s`, `6m0s`, `12ms`, `1.5s`, `1h2m3.5s`, `250us`). `None` for
+/// anything else, including values no `Duration` can hold (a hostile or broken endpoint's
+/// `1e400s` is not a panic).
 pub fn parse_go_duration(s: &str) -> Option<Duration> {
     let s = s.trim();
     if s == "0" {
@@ -125,7 +132,7 @@ pub fn parse_go_duration(s: &str) -> Option<Duration> {
         total += value * scale;
         rest = &rest[unit_end..];
     }
-    Some(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 #[cfg(test)]
@@ -176,6 +183,9 @@ mod tests {
             assert_eq!(back.as_millis(), d.as_millis(), "{}", go_duration(d));
         }
         assert_eq!(parse_go_duration("nonsense"), None);
+        // Values beyond any Duration, from a hostile endpoint, are refused, never a panic.
+        assert_eq!(parse_go_duration("99999999999999999999999h"), None);
+        assert_eq!(parse_go_duration(&format!("{}s", "9".repeat(400))), None);
         assert_eq!(parse_go_duration(""), None);
     }
 }

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
 use crate::headers::RateLimitHeaders;
 use crate::limiter::{Bucket, Limit, LimitKind, Window};
-use crate::rng::{SimRng, derive_seed};
+use crate::rng::{SimRng, derive_seed, hash3};
 use crate::verdict::Verdict;
 
 /// What the model needs to know of a chat-completion request.
@@ -27,6 +27,12 @@ pub struct ModelRequest {
     pub completion_tokens: u32,
     /// The identity of the work item (a chunk), from which the verdict is derived.
     pub key: u64,
+    /// Which attempt at the work item this is (0 for the first), when the client says. With it,
+    /// the request's random draws (server error, hang, latency noise) are a function of
+    /// (key, attempt), so every strategy meets the same noise for the same chunk and attempt;
+    /// without it (a foreign client), they come from the provider's own stream in arrival order.
+    #[serde(default)]
+    pub attempt: Option<u32>,
 }
 
 /// Token counts of an answer, as in OpenAI's `usage` object.
@@ -168,6 +174,7 @@ pub struct Provider {
     requests: Option<Limit>,
     tokens: Option<Limit>,
     rng: SimRng,
+    noise_seed: u64,
     verdict_seed: u64,
     /// Generation slots in use, as (end, slot id): ordered, so the earliest to free is first, and
     /// removable, so a client that disconnects frees its slot.
@@ -186,6 +193,7 @@ impl Provider {
             requests: None,
             tokens: None,
             rng,
+            noise_seed: derive_seed(config.seed, "noise"),
             verdict_seed,
             busy: BTreeSet::new(),
             next_slot: 0,
@@ -267,6 +275,7 @@ impl Provider {
             remaining_tokens,
             reset_requests,
             reset_tokens,
+            observed: None,
         }
     }
 
@@ -380,7 +389,11 @@ impl Provider {
         self.stats.admitted += 1;
         self.stats.tokens_charged += charge;
         let headers = self.headers(now);
-        if self.rng.chance(self.config.error_rate.0) {
+        let mut draw = match req.attempt {
+            Some(a) => SimRng::new(hash3(self.noise_seed, req.key, u64::from(a))),
+            None => SimRng::new(self.rng.next_u64()),
+        };
+        if draw.chance(self.config.error_rate.0) {
             self.stats.failed += 1;
             let kind = FailureKind::ServerError(self.config.error_status.0);
             return Admission::Failed(Failed {
@@ -389,7 +402,7 @@ impl Provider {
                 headers,
             });
         }
-        if self.rng.chance(self.config.hang_rate.0) {
+        if draw.chance(self.config.hang_rate.0) {
             self.stats.failed += 1;
             return Admission::Failed(Failed {
                 kind: FailureKind::Hung,
@@ -399,7 +412,7 @@ impl Provider {
         }
         let completion = req.completion_tokens.min(req.max_tokens);
         let z = if self.config.latency.sigma.0 > 0.0 {
-            self.rng.standard_normal()
+            draw.standard_normal()
         } else {
             0.0
         };
@@ -543,6 +556,7 @@ mod tests {
             max_tokens: max,
             completion_tokens: max / 2,
             key: 1,
+            attempt: None,
         }
     }
 
@@ -694,6 +708,38 @@ mod tests {
             p.admit(Duration::from_secs(3), &req(300, 200)),
             Admission::Admitted(_)
         ));
+    }
+
+    #[test]
+    fn noise_follows_the_chunk_and_attempt_not_the_arrival_order() {
+        // Two providers meet the same (key, attempt) requests in opposite orders: each request
+        // gets the same latency and the same fate from both, as two strategies would.
+        let mut c = cfg(None, None);
+        c.latency.sigma = Millis(0.5);
+        c.error_rate = Probability(0.3);
+        let reqs: Vec<ModelRequest> = (0..40)
+            .map(|i| ModelRequest {
+                key: i / 2,
+                attempt: Some((i % 2) as u32),
+                ..req(100, 100)
+            })
+            .collect();
+        let fate = |a: &Admission| match a {
+            Admission::Admitted(x) => Some(x.latency),
+            _ => None,
+        };
+        let mut forward = Provider::new(c.clone());
+        let a: Vec<_> = reqs.iter().map(|r| fate(&forward.admit(T0, r))).collect();
+        let mut backward = Provider::new(c);
+        let mut b: Vec<_> = reqs.iter().rev().map(|r| fate(&backward.admit(T0, r))).collect();
+        b.reverse();
+        assert_eq!(a, b);
+        assert!(
+            a.iter().any(Option::is_none) && a.iter().any(Option::is_some),
+            "both fates occur"
+        );
+        // Another attempt at the same chunk is another draw.
+        assert_ne!(a[0], a[1], "attempts 0 and 1 of chunk 0 differ");
     }
 
     #[test]

@@ -350,6 +350,19 @@ async fn admin_calls_change_limits_and_cause_outages_while_running() {
         .await
         .expect("answers");
     assert_eq!(r.status(), 400, "unknown admin keys are refused");
+    // An outage longer than any clock can hold is a clear 400, and the server lives on.
+    let r = c
+        .post(format!("{}/admin/outage", s.url()))
+        .json(&json!({ "seconds": 1e300, "status": 503 }))
+        .send()
+        .await
+        .expect("answers");
+    assert_eq!(r.status(), 400);
+    let v: Value = r.json().await.expect("json");
+    assert!(
+        v["error"]["message"].as_str().unwrap_or("").contains("too large"),
+        "{v}"
+    );
     let r = c
         .post(format!("{}/admin/outage", s.url()))
         .json(&json!({ "seconds": 30, "status": 503 }))

@@ -45,6 +45,7 @@ impl ChatRequest {
             max_tokens: self.max_tokens,
             completion_tokens: self.completion_tokens,
             key: self.key,
+            attempt: Some(self.attempt),
         }
     }
 }
@@ -74,15 +75,26 @@ pub enum LlmError {
         rate_limit: RateLimitHeaders,
     },
     /// 429 for a request larger than the whole limit: no retry can help.
-    #[error("request too large: {0}")]
-    TooLarge(String),
-    /// 5xx.
+    #[error("request too large: {message}")]
+    TooLarge {
+        /// Which limit it exceeds, when known.
+        limit: Option<LimitKind>,
+        /// The limit, when known.
+        limit_value: Option<u64>,
+        /// What the request asked for of it, when known.
+        requested: Option<u64>,
+        /// The server's words.
+        message: String,
+    },
+    /// 5xx (or 408, 409: what openai-python retries).
     #[error("server error {status}")]
     Server {
         /// The status.
         status: u16,
         /// The server's retry hint, if any.
         retry_after: Option<Duration>,
+        /// The response's rate-limit headers.
+        rate_limit: RateLimitHeaders,
     },
     /// No answer within the client's timeout.
     #[error("timed out")]
@@ -109,6 +121,14 @@ impl LlmError {
     pub fn retry_after(&self) -> Option<Duration> {
         match self {
             LlmError::Throttled { retry_after, .. } | LlmError::Server { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// The rate-limit headers that came with it, if any.
+    pub fn rate_limit(&self) -> Option<&RateLimitHeaders> {
+        match self {
+            LlmError::Throttled { rate_limit, .. } | LlmError::Server { rate_limit, .. } => Some(rate_limit),
             _ => None,
         }
     }
@@ -208,15 +228,19 @@ impl LlmBackend for SimBackend {
                         },
                     ) => {
                         wait(after).await;
-                        Err(LlmError::TooLarge(format!(
-                            "{limit:?} limit {limit_value}, requested {requested}"
-                        )))
+                        Err(LlmError::TooLarge {
+                            limit: Some(limit),
+                            limit_value: Some(limit_value),
+                            requested: Some(requested),
+                            message: format!("{limit:?} limit {limit_value}, requested {requested}"),
+                        })
                     }
                     (Some(after), kind) => {
                         wait(after).await;
                         Err(LlmError::Server {
                             status: kind.status().unwrap_or(500),
                             retry_after: None,
+                            rate_limit: f.headers,
                         })
                     }
                 },

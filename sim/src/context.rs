@@ -777,9 +777,17 @@ impl RunContext {
             sent,
             armed: true,
         };
-        let result = self.shared.backend.complete(req).await;
+        let mut result = self.shared.backend.complete(req).await;
         guard.armed = false;
         let now = self.now();
+        // Rate-limit snapshots say when they were seen, so that a controller can age them.
+        match &mut result {
+            Ok(r) => r.rate_limit.observed = Some(now),
+            Err(LlmError::Throttled { rate_limit, .. } | LlmError::Server { rate_limit, .. }) => {
+                rate_limit.observed = Some(now);
+            }
+            Err(_) => {}
+        }
         let outcome = match &result {
             Ok(r) => Ok(r.usage),
             Err(e) => Err(e.is_throttle()),

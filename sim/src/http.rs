@@ -43,6 +43,10 @@ pub struct HttpBackend {
 
 impl HttpBackend {
     /// A backend for `config`.
+    #[expect(
+        clippy::result_large_err,
+        reason = "called once per run; LlmError carries rate-limit headers and is no larger than a ChatResponse"
+    )]
     pub fn new(config: HttpConfig) -> Result<Self, LlmError> {
         // reqwest is built without a crypto provider; ring is the one this project uses. Installing
         // it twice is harmless (the second call reports the first).
@@ -86,6 +90,7 @@ impl LlmBackend for HttpBackend {
                 .post(&self.url)
                 .header("x-mock-completion-tokens", req.completion_tokens)
                 .header("x-mock-key", req.key)
+                .header("x-mock-attempt", req.attempt)
                 .json(&body);
             if let Some(k) = &self.config.api_key {
                 r = r.bearer_auth(k);
@@ -98,7 +103,9 @@ impl LlmBackend for HttpBackend {
             } else {
                 1.0
             };
-            let scenario_time = |d: Duration| d.mul_f64(k);
+            // Checked: a hostile endpoint's huge hint saturates (and is then too long to honour)
+            // rather than panicking the run.
+            let scenario_time = |d: Duration| Duration::try_from_secs_f64(d.as_secs_f64() * k).unwrap_or(Duration::MAX);
             let mut rate_limit = rate_limit_headers(&headers);
             rate_limit.reset_requests = rate_limit.reset_requests.map(scenario_time);
             rate_limit.reset_tokens = rate_limit.reset_tokens.map(scenario_time);
@@ -131,9 +138,14 @@ impl LlmBackend for HttpBackend {
                     retry_after: retry_after.map(scenario_time),
                     rate_limit,
                 },
-                LlmError::Server { status, retry_after } => LlmError::Server {
+                LlmError::Server {
+                    status,
+                    retry_after,
+                    rate_limit,
+                } => LlmError::Server {
                     status,
                     retry_after: retry_after.map(scenario_time),
+                    rate_limit,
                 },
                 other => other,
             })
@@ -215,6 +227,34 @@ pub fn rate_limit_headers(h: &HeaderMap) -> RateLimitHeaders {
         remaining_tokens: n(names::REMAINING_TOKENS),
         reset_requests: d(names::RESET_REQUESTS),
         reset_tokens: d(names::RESET_TOKENS),
+        observed: None,
+    }
+}
+
+/// Reads the numbers of OpenAI's "Request too large … Limit L, Requested R" message.
+fn too_large(message: String) -> LlmError {
+    let number_after = |key: &str| {
+        let at = message.find(key)? + key.len();
+        let digits: String = message[at..]
+            .trim_start()
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == ',')
+            .filter(char::is_ascii_digit)
+            .collect();
+        digits.parse::<u64>().ok()
+    };
+    let limit = if message.contains("tokens per min") || message.contains("(TPM)") {
+        Some(LimitKind::Tokens)
+    } else if message.contains("requests per min") || message.contains("(RPM)") {
+        Some(LimitKind::Requests)
+    } else {
+        None
+    };
+    LlmError::TooLarge {
+        limit,
+        limit_value: number_after("Limit"),
+        requested: number_after("Requested"),
+        message,
     }
 }
 
@@ -240,10 +280,14 @@ fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders
     let err = &v["error"];
     let message = err["message"].as_str().unwrap_or(body).to_owned();
     let should_retry = header(h, "x-should-retry");
+    #[expect(
+        clippy::disallowed_methods,
+        reason = "live path only: an HTTP-date retry-after is relative to the real wall clock"
+    )]
     let retry_after = retry_hint(h, SystemTime::now());
     if should_retry == Some("false") {
         return if status == 429 {
-            LlmError::TooLarge(message)
+            too_large(message)
         } else {
             LlmError::BadResponse(format!("{status}: {message}"))
         };
@@ -252,7 +296,7 @@ fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders
         429 if err["code"] == "insufficient_quota" => {
             LlmError::BadResponse(format!("429 insufficient_quota: {message}"))
         }
-        429 if message.starts_with("Request too large") => LlmError::TooLarge(message),
+        429 if message.starts_with("Request too large") => too_large(message),
         429 => {
             let limit = match err["type"].as_str() {
                 Some("tokens") => Some(LimitKind::Tokens),
@@ -268,8 +312,16 @@ fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders
             }
         }
         // openai-python retries 408, 409 and 5xx, and so may a strategy.
-        408 | 409 | 500..=599 => LlmError::Server { status, retry_after },
-        _ if should_retry == Some("true") => LlmError::Server { status, retry_after },
+        408 | 409 | 500..=599 => LlmError::Server {
+            status,
+            retry_after,
+            rate_limit,
+        },
+        _ if should_retry == Some("true") => LlmError::Server {
+            status,
+            retry_after,
+            rate_limit,
+        },
         _ => LlmError::BadResponse(format!("{status}: {message}")),
     }
 }
@@ -319,10 +371,15 @@ mod tests {
                 ..
             }
         ));
-        let big = r#"{"error":{"message":"Request too large for gpt-4o","code":"rate_limit_exceeded"}}"#;
+        let big = r#"{"error":{"message":"Request too large for gpt-4o in organization org-x on tokens per min (TPM): Limit 30,000, Requested 31,200. The input or output tokens must be reduced in order to run successfully.","code":"rate_limit_exceeded"}}"#;
         assert!(matches!(
             classify(429, &HeaderMap::new(), big, rl),
-            LlmError::TooLarge(_)
+            LlmError::TooLarge {
+                limit: Some(LimitKind::Tokens),
+                limit_value: Some(30_000),
+                requested: Some(31_200),
+                ..
+            }
         ));
         let quota = r#"{"error":{"message":"You exceeded your current quota","code":"insufficient_quota"}}"#;
         assert!(!classify(429, &HeaderMap::new(), quota, rl).is_retryable());

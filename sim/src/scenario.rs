@@ -161,7 +161,7 @@ impl Scenario {
                 Action::Outage(o) => p.schedule.outages.push(Outage {
                     start: e.at.0,
                     end: e.at.0 + o.duration.0,
-                    status: o.status,
+                    status: o.status.0,
                 }),
                 Action::Limits(l) => p.schedule.limit_changes.push(LimitChange {
                     at: e.at.0,
@@ -473,13 +473,41 @@ pub struct OutageSpec {
     /// How long it lasts.
     #[serde(rename = "for")]
     pub duration: Dur,
-    /// The status every request gets. Default 503.
+    /// The status every request gets: a 5xx, or 429. Default 503.
     #[serde(default = "default_outage_status")]
-    pub status: u16,
+    pub status: OutageStatus,
 }
 
-fn default_outage_status() -> u16 {
-    503
+fn default_outage_status() -> OutageStatus {
+    OutageStatus(503)
+}
+
+/// The status of an outage: a server error (500–599) or 429 (a provider refusing everything).
+/// Anything else (a 200, a 404) would not be an outage: the client would read it as an answer
+/// or as its own mistake.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "u16", into = "u16")]
+pub struct OutageStatus(pub u16);
+
+impl TryFrom<u16> for OutageStatus {
+    type Error = String;
+    fn try_from(v: u16) -> Result<Self, String> {
+        if v == 429 || (500..=599).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(format!("outage status {v} must be a 5xx or 429"))
+        }
+    }
+}
+impl From<OutageStatus> for u16 {
+    fn from(s: OutageStatus) -> u16 {
+        s.0
+    }
+}
+impl std::fmt::Display for OutageStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
 }
 
 /// New provider limits.

@@ -105,6 +105,26 @@ fn impossible_values_are_named_with_their_line() {
 }
 
 #[test]
+fn an_outage_status_must_be_a_server_error_or_429() {
+    // An "outage" answering 200 or 404 is no outage: the client would take it as an answer or as
+    // its own mistake.
+    for bad in [200, 404] {
+        let e = err(&with(
+            "outage = { for = \"10s\" }",
+            &format!("outage = {{ for = \"10s\", status = {bad} }}"),
+        ));
+        assert!(e.contains(&format!("outage status {bad} must be a 5xx or 429")), "{e}");
+    }
+    for good in [429, 502] {
+        let text = with(
+            "outage = { for = \"10s\" }",
+            &format!("outage = {{ for = \"10s\", status = {good} }}"),
+        );
+        Scenario::parse(&text, "ok.toml").expect("a 5xx or 429 outage is fine");
+    }
+}
+
+#[test]
 fn probabilities_outside_zero_one_are_rejected() {
     let e = err(&with("rpm = 300", "rpm = 300\nerror_rate = 1.5"));
     assert!(e.contains("line 16") && e.contains("between 0 and 1"), "{e}");

@@ -383,3 +383,33 @@ fn giving_up_scores_the_share_of_work_done_against_the_same_ideal() {
     // Busy while it worked: the quitter's limit utilization ignores the work it dropped.
     assert!(q.summary.limit_utilization > q.summary.efficiency);
 }
+
+#[test]
+fn rate_limit_snapshots_say_when_they_were_seen() {
+    // A controller reading x-ratelimit-remaining-tokens must know how old the reading is: the
+    // answer of a call that ended at 1 s says it was observed at 1 s, and a 429's headers too.
+    let s = scenario_tpm(1, "tpm = 220", "");
+    let seen = Arc::new(Mutex::new(vec![]));
+    let seen2 = seen.clone();
+    let strategy = move |ctx: RunContext| -> Run {
+        let seen = seen2.clone();
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            for attempt in 0..3 {
+                let observed = match ctx.call(ctx.request(file.id, 0, attempt)).await {
+                    Ok(r) => r.rate_limit.observed,
+                    Err(e) => e.rate_limit().and_then(|h| h.observed),
+                };
+                seen.lock().unwrap().push((observed, ctx.now()));
+            }
+        })
+    };
+    run(&s, &strategy);
+    let seen = seen.lock().unwrap();
+    // Two answered calls (1 s each) and a 429 (the bucket of 220 holds two charges of 110).
+    assert_eq!(seen.len(), 3);
+    for (observed, at) in seen.iter() {
+        assert_eq!(*observed, Some(*at));
+    }
+    assert_eq!(seen[0].1, Duration::from_secs(1));
+}

@@ -11,6 +11,18 @@ pub enum StrategyError {
         /// The names there are.
         known: String,
     },
+    /// A `[strategies.NAME]` table names no strategy.
+    #[error("{origin}: line {line}: [strategies.{name}]: there is no strategy `{name}`; the strategies are: {known}")]
+    UnknownTable {
+        /// The scenario's origin.
+        origin: String,
+        /// The name in the table header.
+        name: String,
+        /// The line the table starts on.
+        line: usize,
+        /// The names there are.
+        known: String,
+    },
     /// The `[strategies.NAME]` table is not valid.
     #[error("{origin}: line {line}: [strategies.{name}]: {message}")]
     Settings {

@@ -48,7 +48,11 @@ pub trait Strategy: Send + Sync {
 pub const NAMES: &[&str] = &["fixed"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
+/// A scenario with a table for a strategy that does not exist (a typo such as
+/// `[strategies.fixd]`) is refused, whichever strategy is built: its settings would otherwise
+/// be silently ignored.
 pub fn build(name: &str, scenario: &Scenario) -> Result<Box<dyn Strategy>, StrategyError> {
+    check_tables(scenario)?;
     match name {
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario)?))),
         _ => Err(StrategyError::Unknown {
@@ -61,6 +65,24 @@ pub fn build(name: &str, scenario: &Scenario) -> Result<Box<dyn Strategy>, Strat
 /// Every strategy, each with its settings from the scenario.
 pub fn all(scenario: &Scenario) -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
     NAMES.iter().map(|n| build(n, scenario)).collect()
+}
+
+/// Refuses `[strategies.NAME]` tables whose NAME is no strategy, naming the table and its line.
+pub fn check_tables(scenario: &Scenario) -> Result<(), StrategyError> {
+    for name in scenario.strategies.keys() {
+        if !NAMES.contains(&name.as_str()) {
+            let (_, line) = scenario
+                .strategy_table(name)
+                .expect("the name comes from the scenario's own tables");
+            return Err(StrategyError::UnknownTable {
+                origin: scenario.source.origin.clone(),
+                name: name.clone(),
+                line,
+                known: NAMES.join(", "),
+            });
+        }
+    }
+    Ok(())
 }
 
 fn settings<T: DeserializeOwned + Default>(name: &str, scenario: &Scenario) -> Result<T, StrategyError> {

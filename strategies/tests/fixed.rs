@@ -392,6 +392,18 @@ fn strategy_settings_errors_name_the_table_and_line() {
         err.contains("[strategies.fixed]") && err.contains("bogus") && err.contains("line 14"),
         "{err}"
     );
+    let typo = parse(&format!(
+        "{}\n[strategies.fixd]\nmax_attempts = 3\n",
+        closed_form(1, 1, 1, 10)
+    ));
+    let err = strategies::build("fixed", &typo)
+        .err()
+        .expect("a table for no strategy is refused")
+        .to_string();
+    assert!(
+        err.contains("[strategies.fixd]") && err.contains("no strategy `fixd`") && err.contains("line 14"),
+        "{err}"
+    );
     let err = strategies::build("nope", &s)
         .err()
         .expect("unknown strategy")

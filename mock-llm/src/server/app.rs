@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::http::{Frame, Handler, Head, Hold, Out, Request, Timing};
 use super::openai::{self, ApiError};
 use super::tokens;
-use super::{COMPLETION_HINT, KEY_HINT, ServerConfig};
+use super::{ATTEMPT_HINT, COMPLETION_HINT, KEY_HINT, ServerConfig};
 use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
 use crate::headers::{RateLimitHeaders, RateLimitValue};
 use crate::provider::{Admission, FailureKind, ModelRequest, Provider, Slot};
@@ -343,6 +343,7 @@ impl App {
             max_tokens,
             completion_tokens,
             key,
+            attempt: hint(req, ATTEMPT_HINT).and_then(|a: u64| u32::try_from(a).ok()),
         };
         let now = self.now();
         let (decision, profile) = {
@@ -542,7 +543,17 @@ impl App {
             return self.error(out, self.default_name(), &e);
         }
         let now = self.now();
-        let end = now + Duration::from_secs_f64(o.seconds);
+        let Some(end) = Duration::try_from_secs_f64(o.seconds)
+            .ok()
+            .and_then(|d| now.checked_add(d))
+        else {
+            let e = ApiError::invalid(
+                format!("`seconds` = {} is too large for an outage", o.seconds),
+                Some("seconds"),
+                None,
+            );
+            return self.error(out, self.default_name(), &e);
+        };
         for org in self.all_orgs() {
             org.provider
                 .lock()

@@ -69,6 +69,11 @@ pub const COMPLETION_HINT: &str = "x-mock-completion-tokens";
 /// The header a client may send to identify the work item (the verdict depends on it).
 pub const KEY_HINT: &str = "x-mock-key";
 
+/// Request header: which attempt at the work item this is (0 for the first). With it, the
+/// request's random draws (error, hang, latency noise) follow (key, attempt), as in a simulated
+/// run; without it they follow arrival order.
+pub const ATTEMPT_HINT: &str = "x-mock-attempt";
+
 /// A server running in-process.
 #[derive(Debug)]
 pub struct Running {

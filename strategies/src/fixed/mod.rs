@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Attempts, FixedConfig};
 
+use crate::retry::RetryDecision;
 use crate::{BoxRun, Strategy};
 
 /// The `fixed` strategy.
@@ -182,7 +183,9 @@ async fn validate(
         match result {
             Ok(response) => return ChunkOutcome::Validated(response),
             Err(e) if e.is_retryable() && attempt + 1 < max => {
-                let delay = config.backoff.delay(&e, attempt, ctx.random_f64());
+                let RetryDecision::After(delay) = config.backoff.after(&e, attempt, ctx.random_f64()) else {
+                    return ChunkOutcome::Failed;
+                };
                 tokio::select! {
                     biased;
                     () = cancel.cancelled() => return ChunkOutcome::Cancelled,
