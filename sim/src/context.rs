@@ -79,6 +79,9 @@ pub enum RedriveRefused {
     /// Its user already has as many files in progress as the quota allows; try again when one ends.
     #[error("its user's quota of files in progress is full")]
     QuotaFull,
+    /// Its cancellation was requested (after it failed): the user no longer wants it done.
+    #[error("its cancellation was requested")]
+    Cancelled,
 }
 
 /// A file's place in its life.
@@ -286,6 +289,9 @@ impl State {
         if status != FileStatus::Failed {
             return Err(RedriveRefused::NotFailed(status));
         }
+        if self.file(id).cancel_at.is_some() {
+            return Err(RedriveRefused::Cancelled);
+        }
         let user = self.workload.file(id).user;
         if let Some(q) = self.quotas.per_user_concurrent_files
             && self.active_per_user[user.0 as usize] >= q.get()
@@ -434,6 +440,11 @@ impl State {
                     t.cancel();
                 }
                 self.maybe_finish(id, now);
+            }
+            FileStatus::Failed => {
+                // It stays failed, but the user no longer wants it: no redrive may reopen it.
+                self.file(id).cancel_at.get_or_insert(now);
+                return;
             }
             _ => return,
         }
@@ -637,7 +648,7 @@ impl RunContext {
             shared: Arc::new(Shared {
                 backend,
                 workload,
-                params: ParamStore::new(scenario.params),
+                params: ParamStore::new(scenario.params.clone()),
                 start,
                 state: Mutex::new(state),
                 feed: Notify::new(),

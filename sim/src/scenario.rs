@@ -586,7 +586,7 @@ impl Scenario {
             rpm: provider.effective_rpm(provider.tpm, provider.rpm).map(|r| r.get()),
             max_tokens: self.workload.max_tokens.get(),
             results: self.results,
-            params: self.params,
+            params: self.params.clone(),
             timeline: self
                 .events()
                 .iter()
@@ -596,11 +596,24 @@ impl Scenario {
     }
 }
 
-/// Parameters a sweep can vary: the parameter store's keys and the provider's limits.
+/// A number as TOML writes it: an integer when whole, else a float (so that a whole-number
+/// setting such as `max_attempts` accepts `3.0` from a sweep or a parameter change).
+pub fn toml_number(value: f64) -> toml::Value {
+    if value.fract() == 0.0 && value.abs() < 9e15 {
+        toml::Value::Integer(value as i64)
+    } else {
+        toml::Value::Float(value)
+    }
+}
+
+/// Parameters a sweep can vary: the parameter store's keys and the provider's limits; besides
+/// these, any strategy setting as `NAME.key`.
 pub const SWEEPABLE: &[&str] = &["max-parallelism", "target-tpm", "throttle-threshold", "tpm", "rpm"];
 
 impl Scenario {
-    /// This scenario with one sweepable parameter set to `value` (see [`SWEEPABLE`]).
+    /// This scenario with one sweepable parameter set to `value` (see [`SWEEPABLE`]). A dotted
+    /// `NAME.key` sets the key `key` of the `[strategies.NAME]` table (and its live value in the
+    /// parameter store, should the scenario set one); the strategy checks it when it is built.
     pub fn with_param(&self, param: &str, value: f64) -> Result<Scenario, SimError> {
         let bad = |why: &str| SimError::Scenario {
             origin: self.source.origin.clone(),
@@ -625,11 +638,30 @@ impl Scenario {
             }
             "tpm" => s.provider.tpm = NonZeroU64::new(whole(value)?),
             "rpm" => s.provider.rpm = NonZeroU64::new(whole(value)?),
+            dotted
+                if dotted
+                    .split_once('.')
+                    .is_some_and(|(n, k)| !n.is_empty() && !k.is_empty()) =>
+            {
+                if !value.is_finite() {
+                    return Err(bad("it must be a finite number"));
+                }
+                let (name, key) = dotted.split_once('.').expect("checked by the guard");
+                let v = toml_number(value);
+                let table = s
+                    .strategies
+                    .entry(name.to_owned())
+                    .or_insert_with(|| toml::Spanned::new(0..0, toml::Table::new()));
+                table.get_mut().insert(key.to_owned(), v);
+                if s.params.strategy.contains_key(dotted) {
+                    s.params.strategy.insert(dotted.to_owned(), value);
+                }
+            }
             _ => {
                 return Err(SimError::Scenario {
                     origin: self.source.origin.clone(),
                     message: format!(
-                        "`{param}` cannot be swept; the parameters are: {}",
+                        "`{param}` cannot be swept; the parameters are: {}, or `STRATEGY.key` for a strategy's setting",
                         SWEEPABLE.join(", ")
                     ),
                 });

@@ -148,6 +148,25 @@ fn a_redriven_file_gets_back_only_its_unfinished_chunks_and_completes() {
 }
 
 #[test]
+fn a_failed_file_cancelled_by_its_user_is_never_redriven() {
+    // Found by the exactly-once property test: file-1 fails at once, its user cancels it at
+    // 2 s, and a redrive at 3 s must not bring it back to completion after the cancel.
+    let s = scenario(1, "[[timeline]]\nat = \"2s\"\ncancel = { file = \"file-1\" }\n");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let file = ctx.next_file().await.expect("one file");
+            for c in 0..3 {
+                ctx.chunk_done(file.id, c, ChunkOutcome::Failed);
+            }
+            ctx.sleep(Duration::from_secs(3)).await;
+            assert_eq!(ctx.redrive(file.id).err(), Some(RedriveRefused::Cancelled));
+        })
+    };
+    let r = run(&s, &strategy);
+    assert_eq!((r.summary.files_failed, r.summary.files_redriven), (1, 0));
+}
+
+#[test]
 fn a_redrive_respects_the_users_quota() {
     // One file in progress per user: while file-2 runs, failed file-1 cannot take a slot.
     let s = scenario(2, "[quotas]\nper_user_concurrent_files = 1\n");
@@ -412,4 +431,125 @@ fn rate_limit_snapshots_say_when_they_were_seen() {
         assert_eq!(*observed, Some(*at));
     }
     assert_eq!(seen[0].1, Duration::from_secs(1));
+}
+
+mod exactly_once {
+    use super::*;
+    use mock_llm::Verdict;
+    use mock_llm::rng::derive_seed;
+    use proptest::prelude::*;
+    use sim::results::digest_of;
+    use sim::workload::Workload;
+    use std::sync::atomic::AtomicU64;
+
+    /// A strategy scripted by its seeded generator: each chunk gets 1–3 deliveries, each of which
+    /// reports a failure (with chance `p_fail`) or calls the LLM and reports its answer; a file
+    /// that ends failed is redriven, up to 5 times with failures, then once more without. It
+    /// counts the answers it reports, so the test can close the books.
+    fn scripted(p_fail: f64, reported: Arc<AtomicU64>) -> impl Fn(RunContext) -> Run + 'static {
+        move |ctx: RunContext| -> Run {
+            let reported = reported.clone();
+            Box::pin(async move {
+                let mut rng = ctx.rng("script");
+                while let Some(mut task) = ctx.next_file().await {
+                    let id = task.id;
+                    for round in 0..=6 {
+                        let p = if round == 6 { 0.0 } else { p_fail };
+                        for &c in &task.chunks {
+                            let deliveries = rng.sim().range_inclusive(1, 3) as u32;
+                            for d in 0..deliveries {
+                                if rng.sim().chance(p) {
+                                    ctx.chunk_done(id, c, ChunkOutcome::Failed);
+                                    continue;
+                                }
+                                match ctx.call(ctx.request(id, c, round * 3 + d)).await {
+                                    Ok(r) => {
+                                        reported.fetch_add(1, Ordering::SeqCst);
+                                        ctx.chunk_done(id, c, ChunkOutcome::Validated(r));
+                                    }
+                                    Err(_) => ctx.chunk_done(id, c, ChunkOutcome::Failed),
+                                }
+                            }
+                        }
+                        match ctx.status(id) {
+                            FileStatus::Failed => match ctx.redrive(id) {
+                                Ok(t) => task = t,
+                                Err(RedriveRefused::Cancelled) => break,
+                                Err(e) => panic!("no quota here, so only a cancel can refuse a redrive: {e}"),
+                            },
+                            _ => break,
+                        }
+                    }
+                }
+            })
+        }
+    }
+
+    fn expected_digest(s: &Scenario) -> String {
+        let w = Workload::generate(&s.workload, s.seed);
+        let p = s.provider_config();
+        let vseed = derive_seed(p.seed, "verdicts");
+        let mut all = vec![];
+        for f in w.files() {
+            for c in 0..f.chunks {
+                all.push((
+                    f.id,
+                    c,
+                    Verdict::for_chunk(vseed, w.chunk(f.id, c).key, p.invalid_rate.0),
+                ));
+            }
+        }
+        format!("{:016x}", digest_of(all))
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+
+        /// Whatever the duplicates, failures and redrives, and wherever cancellations fall:
+        /// every file ends in one final state; every answer reported is either stored once, a
+        /// duplicate, or discarded (nothing lost, nothing stored twice); no file with a
+        /// cancellation completes after it; and without cancellations every chunk ends with
+        /// the provider's verdict exactly once (the digest covers every (file, chunk, verdict)).
+        #[test]
+        fn every_chunk_ends_exactly_once_under_duplicates_failures_cancels_and_redrives(
+            seed in 0u64..10_000,
+            p_fail in 0.0f64..0.6,
+            at_end: bool,
+            cancels in proptest::collection::vec((0u64..20_000, 1u32..=6), 0..3),
+        ) {
+            let head = format!("seed = {seed}\nresults = \"{}\"\n", if at_end { "at-end" } else { "incremental" });
+            let mut timeline = String::new();
+            for (at, f) in &cancels {
+                timeline.push_str(&format!("[[timeline]]\nat = \"{at}ms\"\ncancel = {{ file = \"file-{f}\" }}\n"));
+            }
+            let base = scenario(6, "");
+            let text = format!("{head}{}{timeline}", base.source.text.replace("[workload]", "[workload]\nusers = 2").replace(
+                "chunks_per_file = { dist = \"fixed\", value = 3 }",
+                "chunks_per_file = { dist = \"uniform\", min = 1, max = 5 }",
+            ));
+            let s = Scenario::parse(&text, "exactly-once").expect("valid");
+            let reported = Arc::new(AtomicU64::new(0));
+            let strategy = scripted(p_fail, reported.clone());
+            let r = simulate(&s, "scripted", &strategy, &RunOptions::default()).expect("finishes");
+            let x = &r.summary;
+            prop_assert_eq!(x.files_completed + x.files_failed + x.files_cancelled + x.files_rejected, x.files_total);
+            if !at_end {
+                // Incremental storage commits what it stores, so the books close exactly.
+                prop_assert_eq!(
+                    reported.load(Ordering::SeqCst),
+                    x.chunks_validated + x.duplicate_results + x.results_discarded,
+                    "answers reported = stored + duplicates + discarded"
+                );
+            }
+            if cancels.is_empty() {
+                prop_assert_eq!(x.files_completed, 6);
+                prop_assert_eq!(&x.results_digest, &expected_digest(&s));
+            } else {
+                for e in r.events.iter().filter(|e| e.kind == sim::recorder::EventKind::FileCompleted) {
+                    let cancelled_before = cancels.iter().any(|(at, f)| e.file.map(|id| id.0 + 1) == Some(*f) && *at < e.t_ms);
+                    prop_assert!(!cancelled_before, "file {:?} completed after its cancel", e.file);
+                }
+            }
+        }
+    }
 }

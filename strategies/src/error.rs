@@ -23,6 +23,18 @@ pub enum StrategyError {
         /// The names there are.
         known: String,
     },
+    /// A dotted strategy setting (`NAME.key`) in `[params]` or a timeline `set` is not valid.
+    #[error("{origin}: {place}: `{key}`: {message}")]
+    Setting {
+        /// The scenario's origin.
+        origin: String,
+        /// Where it is set (`[params]`, or a timeline entry's line).
+        place: String,
+        /// The dotted key.
+        key: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The `[strategies.NAME]` table is not valid.
     #[error("{origin}: line {line}: [strategies.{name}]: {message}")]
     Settings {

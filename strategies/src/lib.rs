@@ -48,18 +48,94 @@ pub trait Strategy: Send + Sync {
 pub const NAMES: &[&str] = &["fixed"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
-/// A scenario with a table for a strategy that does not exist (a typo such as
-/// `[strategies.fixd]`) is refused, whichever strategy is built: its settings would otherwise
-/// be silently ignored.
+/// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
+/// strategy is built: a typo would otherwise be silently ignored.
 pub fn build(name: &str, scenario: &Scenario) -> Result<Box<dyn Strategy>, StrategyError> {
-    check_tables(scenario)?;
+    check_scenario(scenario)?;
+    build_from(name, scenario, scenario.strategy_table(name))
+}
+
+fn build_from(
+    name: &str,
+    scenario: &Scenario,
+    table: Option<(&toml::Table, usize)>,
+) -> Result<Box<dyn Strategy>, StrategyError> {
     match name {
-        "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario)?))),
+        "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
         _ => Err(StrategyError::Unknown {
             name: name.to_owned(),
             known: NAMES.join(", "),
         }),
     }
+}
+
+/// The settings of strategy `name` that it reads live from the parameter store, as
+/// `NAME.key`: a timeline `set`, a sweep or a control API can change them during a run.
+pub fn live_settings(name: &str) -> &'static [&'static str] {
+    match name {
+        "fixed" => fixed::LIVE_SETTINGS,
+        _ => &[],
+    }
+}
+
+/// Checks every strategy setting a scenario names: each `[strategies.NAME]` table names a
+/// strategy, and each dotted `NAME.key` in `[params]` or a timeline `set` is a live setting of
+/// that strategy whose value its table would accept.
+pub fn check_scenario(scenario: &Scenario) -> Result<(), StrategyError> {
+    check_tables(scenario)?;
+    let mut dotted: Vec<(String, f64, String)> = scenario
+        .params
+        .strategy
+        .iter()
+        .map(|(k, v)| (k.clone(), *v, "[params]".to_owned()))
+        .collect();
+    for e in &scenario.timeline {
+        if let sim::scenario::Action::Set(u) = &e.get_ref().action {
+            let line = scenario.source.line_of(e.span().start);
+            dotted.extend(
+                u.strategy
+                    .iter()
+                    .map(|(k, v)| (k.clone(), *v, format!("line {line}: timeline `set`"))),
+            );
+        }
+    }
+    for (key, value, place) in dotted {
+        let bad = |message: String| StrategyError::Setting {
+            origin: scenario.source.origin.clone(),
+            place: place.clone(),
+            key: key.clone(),
+            message,
+        };
+        let (name, k) = key.split_once('.').expect("the parameter store only keeps dotted keys");
+        if !NAMES.contains(&name) {
+            return Err(bad(format!(
+                "there is no strategy `{name}`; the strategies are: {}",
+                NAMES.join(", ")
+            )));
+        }
+        let live = live_settings(name);
+        if !live.contains(&k) {
+            return Err(bad(format!(
+                "`{name}` does not read `{k}` live; its live settings are: {}",
+                if live.is_empty() {
+                    "none".to_owned()
+                } else {
+                    live.join(", ")
+                }
+            )));
+        }
+        let (mut table, line) = scenario
+            .strategy_table(name)
+            .map_or((toml::Table::new(), 0), |(t, l)| (t.clone(), l));
+        table.insert(k.to_owned(), sim::scenario::toml_number(value));
+        if let Err(e) = build_from(name, scenario, Some((&table, line))) {
+            return Err(bad(match e {
+                StrategyError::Settings { message, .. } => message,
+                other => other.to_string(),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// Every strategy, each with its settings from the scenario.
@@ -85,8 +161,12 @@ pub fn check_tables(scenario: &Scenario) -> Result<(), StrategyError> {
     Ok(())
 }
 
-fn settings<T: DeserializeOwned + Default>(name: &str, scenario: &Scenario) -> Result<T, StrategyError> {
-    let Some((table, line)) = scenario.strategy_table(name) else {
+fn settings<T: DeserializeOwned + Default>(
+    name: &str,
+    scenario: &Scenario,
+    table: Option<(&toml::Table, usize)>,
+) -> Result<T, StrategyError> {
+    let Some((table, line)) = table else {
         return Ok(T::default());
     };
     table

@@ -413,3 +413,85 @@ fn strategy_settings_errors_name_the_table_and_line() {
         "{err}"
     );
 }
+
+fn always_failing(extra: &str) -> Scenario {
+    parse(&format!(
+        r#"
+name = "live-setting"
+[workload]
+files = 1
+chunks_per_file = {{ dist = "fixed", value = 5 }}
+prompt_tokens = {{ dist = "fixed", value = 100 }}
+completion_tokens = {{ dist = "fixed", value = 10 }}
+max_tokens = 10
+[provider]
+error_rate = 1.0
+[params]
+max-parallelism = 1
+[strategies.fixed]
+backoff = {{ initial = "1s", max = "1s", jitter = "none" }}
+{extra}"#
+    ))
+}
+
+#[test]
+fn a_live_strategy_setting_changed_by_the_timeline_applies_to_chunks_started_after_it() {
+    // Every request fails (10 ms each) and waits 1 s between attempts: a chunk with 8 attempts
+    // takes 7.08 s. At 10 s `fixed.max_attempts` drops to 1: chunk 2 (started at 7.08 s) keeps its
+    // 8 attempts; chunks 3 to 5 start after the change and make one each: 8 + 8 + 3 = 19.
+    let s = always_failing("[[timeline]]\nat = \"10s\"\nset = { \"fixed.max_attempts\" = 1 }\n");
+    let r = run(&s);
+    assert_eq!(r.summary.llm_requests, 19);
+    assert_eq!(r.summary.files_failed, 1);
+    // Without the change: 5 × 8.
+    assert_eq!(run(&always_failing("")).summary.llm_requests, 40);
+}
+
+#[test]
+fn strategy_settings_are_checked_before_the_run_by_the_strategys_own_rules() {
+    let cases = [
+        (
+            "[[timeline]]\nat = \"10s\"\nset = { \"fixed.bogus\" = 1 }\n",
+            "`fixed` does not read `bogus` live",
+        ),
+        (
+            "[[timeline]]\nat = \"10s\"\nset = { \"fixed.max_attempts\" = 0 }\n",
+            "nonzero",
+        ),
+        (
+            "[[timeline]]\nat = \"10s\"\nset = { \"fixed.max_attempts\" = 2.5 }\n",
+            "`fixed.max_attempts`",
+        ),
+        (
+            "[[timeline]]\nat = \"10s\"\nset = { \"nope.x\" = 1 }\n",
+            "there is no strategy `nope`",
+        ),
+    ];
+    for (extra, words) in cases {
+        let err = strategies::build("fixed", &always_failing(extra))
+            .err()
+            .unwrap_or_else(|| panic!("{extra} is refused"))
+            .to_string();
+        assert!(err.contains(words) && err.contains("line 15"), "{extra}: {err}");
+    }
+    // A plain unknown parameter is refused by the scenario itself.
+    let text = always_failing("")
+        .source
+        .text
+        .replace("max-parallelism = 1", "max-parallelism = 1\nmax_paralelism = 2");
+    let err = Scenario::parse(&text, "t").expect_err("a typo").to_string();
+    assert!(err.contains("unknown parameter `max_paralelism`"), "{err}");
+}
+
+#[test]
+fn a_sweep_sets_a_strategy_setting_through_its_table() {
+    // Sweeping `fixed.max_attempts` over 2 and 3 changes the requests per chunk accordingly; a
+    // value the table refuses is an error when the strategy is built.
+    let s = always_failing("");
+    for (v, requests) in [(2.0, 10), (3.0, 15)] {
+        let swept = s.with_param("fixed.max_attempts", v).expect("a dotted key sweeps");
+        assert_eq!(run(&swept).summary.llm_requests, requests);
+    }
+    let zero = s.with_param("fixed.max_attempts", 0.0).expect("set");
+    assert!(strategies::build("fixed", &zero).is_err());
+}

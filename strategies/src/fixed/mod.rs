@@ -15,6 +15,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use config::{Attempts, FixedConfig};
 
+/// The settings `fixed` reads live from the parameter store (as `fixed.KEY`): `max_attempts`,
+/// looked up when a chunk starts, so a change applies to the chunks started after it.
+pub const LIVE_SETTINGS: &[&str] = &["max_attempts"];
+
 use crate::retry::RetryDecision;
 use crate::{BoxRun, Strategy};
 
@@ -173,7 +177,10 @@ async fn validate(
     cancel: &CancellationToken,
     config: FixedConfig,
 ) -> ChunkOutcome {
-    let max = config.max_attempts.0.get();
+    let max = ctx
+        .params()
+        .setting("fixed.max_attempts")
+        .map_or(config.max_attempts.0.get(), |v| v as u32);
     for attempt in 0..max {
         let result = tokio::select! {
             biased;
