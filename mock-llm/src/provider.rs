@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
 use crate::headers::RateLimitHeaders;
 use crate::limiter::{Bucket, Limit, LimitKind, Window};
-use crate::rng::{SimRng, derive_seed, hash3};
+use crate::rng::{SimRng, Stream, derive_seed};
 use crate::verdict::Verdict;
 
 /// What the model needs to know of a chat-completion request.
@@ -390,8 +390,8 @@ impl Provider {
         self.stats.tokens_charged += charge;
         let headers = self.headers(now);
         let mut draw = match req.attempt {
-            Some(a) => SimRng::new(hash3(self.noise_seed, req.key, u64::from(a))),
-            None => SimRng::new(self.rng.next_u64()),
+            Some(a) => Stream::new(self.noise_seed, req.key, u64::from(a)),
+            None => Stream::new(self.noise_seed, self.rng.next_u64(), u64::MAX),
         };
         if draw.chance(self.config.error_rate.0) {
             self.stats.failed += 1;

@@ -25,6 +25,48 @@ pub fn hash3(seed: u64, a: u64, b: u64) -> u64 {
     mix64(mix64(seed ^ mix64(a)) ^ b.wrapping_mul(0xD6E8_FEB8_6659_FD93))
 }
 
+/// `u` as a uniform draw in `[0, 1)` with 53 bits of precision.
+fn unit(u: u64) -> f64 {
+    (u >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A standard normal from two uniform draws in `[0, 1)` (Box–Muller).
+fn box_muller(u1: f64, u2: f64) -> f64 {
+    // 1 - u1 lies in (0, 1], so the logarithm is finite.
+    (-2.0 * (1.0 - u1).ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// A counter-based stream (SplitMix64) for the few draws of one event, keyed by what the event
+/// is (e.g. a chunk and an attempt): creating one costs nothing, where seeding a [`SimRng`] costs
+/// four mixing rounds, and the provider makes one per request.
+#[derive(Clone, Debug)]
+pub struct Stream(u64);
+
+impl Stream {
+    /// The stream of the event `key` under `seed`.
+    pub fn new(seed: u64, key: u64, sub: u64) -> Self {
+        Stream(mix64(seed ^ mix64(key ^ sub.wrapping_mul(0xD6E8_FEB8_6659_FD93))))
+    }
+
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        let r = mix64(self.0);
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        r
+    }
+
+    /// True with probability `p` (no draw when `p` is 0).
+    pub fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && unit(self.next_u64()) < p
+    }
+
+    /// A standard normal draw.
+    pub fn standard_normal(&mut self) -> f64 {
+        let u1 = unit(self.next_u64());
+        box_muller(u1, unit(self.next_u64()))
+    }
+}
+
 /// A small, fast, seedable generator (xoshiro256++).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SimRng {
@@ -61,7 +103,7 @@ impl SimRng {
 
     /// A uniform draw in `[0, 1)` with 53 bits of precision.
     pub fn next_f64(&mut self) -> f64 {
-        (self.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+        unit(self.next_u64())
     }
 
     /// A uniform integer in `lo..=hi` (Lemire's multiply-shift; the bias is below 2^-64·range).
@@ -82,10 +124,8 @@ impl SimRng {
 
     /// A standard normal draw (Box–Muller; one of the pair is used, for simplicity of state).
     pub fn standard_normal(&mut self) -> f64 {
-        // 1 - u lies in (0, 1], so the logarithm is finite.
-        let u1 = 1.0 - self.next_f64();
-        let u2 = self.next_f64();
-        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+        let u1 = self.next_f64();
+        box_muller(u1, self.next_f64())
     }
 
     /// An exponential draw with the given mean.

@@ -79,39 +79,91 @@ pub fn ideal_makespan(
     blackouts: &Blackouts,
     include: impl Fn(FileId, u32) -> bool,
 ) -> Duration {
-    let mut arrival_bound = Duration::ZERO;
-    let (mut charge, mut count, mut sum_min, mut min_min) = (0u64, 0u64, Duration::ZERO, Duration::MAX);
+    ideal_makespans(workload, provider, blackouts, |f, c| [include(f, c)])[0]
+}
+
+/// Computes `N` bounds in one pass over the chunks (each chunk's sizes are derived once):
+/// `include` says, per chunk, which of the `N` sets it belongs to.
+pub fn ideal_makespans<const N: usize>(
+    workload: &Workload,
+    provider: &ProviderConfig,
+    blackouts: &Blackouts,
+    include: impl Fn(FileId, u32) -> [bool; N],
+) -> [Duration; N] {
+    let mut sets = [Accumulated::default(); N];
     for f in workload.files() {
         let sendable = blackouts.first_allowed(f.arrival);
         for c in 0..f.chunks {
-            if !include(f.id, c) {
+            let member = include(f.id, c);
+            if !member.contains(&true) {
                 continue;
             }
             let spec = workload.chunk(f.id, c);
             let lat = provider.latency.minimum(spec.completion_tokens.min(spec.max_tokens));
-            arrival_bound = arrival_bound.max(sendable + lat);
-            charge += provider.charge(spec.prompt_tokens, spec.max_tokens);
-            count += 1;
-            sum_min += lat;
-            min_min = min_min.min(lat);
+            let charge = provider.charge(spec.prompt_tokens, spec.max_tokens);
+            for (set, _) in sets.iter_mut().zip(member).filter(|(_, m)| *m) {
+                set.add(sendable + lat, charge, lat);
+            }
         }
     }
-    if count == 0 {
-        return Duration::ZERO;
+    sets.map(|s| s.bound(provider, blackouts))
+}
+
+/// What the bound needs of a set of chunks.
+#[derive(Clone, Copy, Debug)]
+struct Accumulated {
+    arrival_bound: Duration,
+    charge: u64,
+    count: u64,
+    sum_min: Duration,
+    min_min: Duration,
+}
+
+impl Default for Accumulated {
+    fn default() -> Self {
+        Self {
+            arrival_bound: Duration::ZERO,
+            charge: 0,
+            count: 0,
+            sum_min: Duration::ZERO,
+            min_min: Duration::MAX,
+        }
     }
-    let tokens = time_to_admit(provider, blackouts, charge, |_, tpm, _| tpm, Duration::from_secs(60));
-    let requests = time_to_admit(
-        provider,
-        blackouts,
-        count,
-        |p, tpm, rpm| p.effective_rpm(tpm, rpm),
-        Duration::ZERO,
-    );
-    let capacity = provider
-        .capacity
-        .map_or(Duration::ZERO, |k| sum_min / k.get().min(u64::from(u32::MAX)) as u32);
-    let rate_bound = tokens.max(requests).map_or(Duration::ZERO, |t| t + min_min);
-    arrival_bound.max(rate_bound).max(capacity)
+}
+
+impl Accumulated {
+    fn add(&mut self, earliest_end: Duration, charge: u64, lat: Duration) {
+        self.arrival_bound = self.arrival_bound.max(earliest_end);
+        self.charge += charge;
+        self.count += 1;
+        self.sum_min += lat;
+        self.min_min = self.min_min.min(lat);
+    }
+
+    fn bound(&self, provider: &ProviderConfig, blackouts: &Blackouts) -> Duration {
+        if self.count == 0 {
+            return Duration::ZERO;
+        }
+        let tokens = time_to_admit(
+            provider,
+            blackouts,
+            self.charge,
+            |_, tpm, _| tpm,
+            Duration::from_secs(60),
+        );
+        let requests = time_to_admit(
+            provider,
+            blackouts,
+            self.count,
+            |p, tpm, rpm| p.effective_rpm(tpm, rpm),
+            Duration::ZERO,
+        );
+        let capacity = provider.capacity.map_or(Duration::ZERO, |k| {
+            self.sum_min / k.get().min(u64::from(u32::MAX)) as u32
+        });
+        let rate_bound = tokens.max(requests).map_or(Duration::ZERO, |t| t + self.min_min);
+        self.arrival_bound.max(rate_bound).max(capacity)
+    }
 }
 
 /// The earliest time by which `amount` units could have been admitted under the limit picked by

@@ -15,7 +15,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 
 use crate::backend::{LlmBackend, SimBackend};
-use crate::bound::{Blackouts, ideal_makespan};
+use crate::bound::{Blackouts, ideal_makespan, ideal_makespans};
 use crate::context::{ProgressFn, RunContext};
 use crate::error::SimError;
 use crate::recorder::EventKind;
@@ -237,8 +237,6 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let provider = scenario.provider_config();
     let cancelled = cancelled_by_timeline(scenario, workload);
     let dark = blackouts(scenario);
-    let ideal = ideal_makespan(workload, &provider, &dark, |f, _| !cancelled[f.0 as usize]);
-    let kept = ideal_makespan(workload, &provider, &dark, |f, c| st.results.committed(f, c).is_some());
     let (mut files_required, mut chunks_required, mut chunks_done) = (0u64, 0u64, 0u64);
     for f in workload.files() {
         if cancelled[f.id.0 as usize] {
@@ -254,6 +252,16 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         1.0
     } else {
         chunks_done as f64 / chunks_required as f64
+    };
+    // When the run kept exactly the required work (the usual case), one pass gives both bounds.
+    let kept_is_required = chunks_done == chunks_required && st.results.committed_total() == chunks_required;
+    let [ideal, kept] = if kept_is_required {
+        let [b] = ideal_makespans(workload, &provider, &dark, |f, _| [!cancelled[f.0 as usize]]);
+        [b, b]
+    } else {
+        ideal_makespans(workload, &provider, &dark, |f, c| {
+            [!cancelled[f.0 as usize], st.results.committed(f, c).is_some()]
+        })
     };
     let used = st.results.committed_tokens();
     let billed = provider_stats.map_or(st.recorder.tokens_answered, |s| s.tokens_billed);

@@ -136,7 +136,18 @@ impl WorkQueue {
     }
 }
 
+/// `max_attempts` as the parameter store has it now, else as configured.
+fn live_max_attempts(ctx: &RunContext, config: FixedConfig) -> u32 {
+    ctx.params()
+        .setting("fixed.max_attempts")
+        .map_or(config.max_attempts.0.get(), |v| v as u32)
+}
+
 async fn worker(ctx: RunContext, queue: Arc<WorkQueue>, config: FixedConfig) {
+    // Re-read the live setting only when the store changed (an atomic check per chunk, not a
+    // lock and a lookup).
+    let mut params = ctx.params().watch();
+    let mut max_attempts = live_max_attempts(&ctx, config);
     loop {
         let job = match queue.take() {
             Take::Wait => {
@@ -156,10 +167,14 @@ async fn worker(ctx: RunContext, queue: Arc<WorkQueue>, config: FixedConfig) {
         };
         match job {
             Take::Chunk(file, chunk) => {
+                if params.has_changed().unwrap_or(false) {
+                    params.mark_unchanged();
+                    max_attempts = live_max_attempts(&ctx, config);
+                }
                 let outcome = if file.cancel.is_cancelled() {
                     ChunkOutcome::Cancelled
                 } else {
-                    validate(&ctx, file.id, chunk, &file.cancel, config).await
+                    validate(&ctx, file.id, chunk, &file.cancel, config, max_attempts).await
                 };
                 ctx.chunk_done(file.id, chunk, outcome);
             }
@@ -176,11 +191,8 @@ async fn validate(
     chunk: u32,
     cancel: &CancellationToken,
     config: FixedConfig,
+    max: u32,
 ) -> ChunkOutcome {
-    let max = ctx
-        .params()
-        .setting("fixed.max_attempts")
-        .map_or(config.max_attempts.0.get(), |v| v as u32);
     for attempt in 0..max {
         let result = tokio::select! {
             biased;
