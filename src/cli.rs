@@ -242,7 +242,7 @@ fn select(scenario: &Scenario, names: &[String]) -> anyhow::Result<Vec<Box<dyn s
 fn report_of(scenario: &Scenario, runs: Vec<sim::RunReport>) -> ReportFile {
     ReportFile {
         schema_version: sim::report::SCHEMA_VERSION,
-        scenario: scenario.info(),
+        scenario: sim::ScenarioInfo::of(scenario),
         runs,
         sweep: None,
     }
@@ -287,7 +287,7 @@ pub fn run_sweep(
     }
     Ok(ReportFile {
         schema_version: sim::report::SCHEMA_VERSION,
-        scenario: scenario.info(),
+        scenario: sim::ScenarioInfo::of(scenario),
         runs,
         sweep: Some(sim::report::SweepInfo {
             param: param.to_owned(),

@@ -5,10 +5,11 @@
 //! same model serves the simulated backend (in-process, virtual time) and the HTTP server.
 //!
 //! - [`config`]: the provider's settings (limits, profile, TPM charge rule, latency, faults);
-//! - [`limiter`]: continuously refilling buckets (OpenAI) and fixed windows (Azure);
+//! - [`limiter`]: which limit a decision is about; the buckets (OpenAI) and fixed windows (Azure)
+//!   themselves come from [`simkit`], shared with the AWS service models;
 //! - [`headers`]: the `x-ratelimit-*` values and OpenAI's duration format;
 //! - [`verdict`]: the deterministic validation result per chunk;
-//! - [`rng`]: the seeded generator every orchbench crate draws from;
+//! - [`rng`]: the seeded generator every orchbench crate draws from (re-exported from [`simkit`]);
 //! - [`error`]: the error type, [`MockError`];
 //! - `server` (feature `server`): the OpenAI-compatible HTTP server around the model.
 
@@ -19,7 +20,8 @@ pub mod error;
 pub mod headers;
 pub mod limiter;
 pub mod provider;
-pub mod rng;
+/// The seeded random numbers every orchbench crate draws from (from [`simkit`]).
+pub use simkit::rng;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod verdict;

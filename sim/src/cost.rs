@@ -101,7 +101,7 @@ impl Pricing {
         let llm = prompt as f64 / 1e6 * self.input_per_million + completion as f64 / 1e6 * self.output_per_million;
         // fold from +0.0: an empty f64 sum is -0.0, which would print as "-0".
         let orchestration = units.iter().fold(0.0, |acc, (u, n)| acc + self.unit(*u) * n);
-        let r = crate::report::round6;
+        let r = crate::numbers::round6;
         Cost {
             llm_usd: r(llm),
             orchestration_usd: r(orchestration),

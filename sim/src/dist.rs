@@ -1,7 +1,7 @@
 //! Distributions of the workload's integer quantities (chunks per file, token counts).
 
-use mock_llm::rng::SimRng;
 use serde::{Deserialize, Serialize};
+use simkit::rng::SimRng;
 
 /// A distribution of positive integers, written in TOML as
 /// `{ dist = "fixed", value = 150 }`, `{ dist = "uniform", min = 5, max = 30 }` or

@@ -8,7 +8,7 @@
 //! - [`scenario`]: the scenario file (strict TOML; errors name the key and the line);
 //! - [`dist`], [`workload`]: the seeded files and chunks;
 //! - [`backend`]: the [`backend::LlmBackend`] seam and the simulated backend over the provider model;
-//! - [`http`]: the HTTP backend (any OpenAI-compatible endpoint, TLS included);
+//! - `http` (feature `http`): the HTTP backend (any OpenAI-compatible endpoint, TLS included);
 //! - [`context`]: what a strategy sees (file feed, instrumented calls, cancellation) and the run's
 //!   bookkeeping (gatekeeper quotas, file states);
 //! - [`params`]: the parameter store; [`results`]: the result store (each chunk's terminal state);
@@ -18,7 +18,7 @@
 //! - [`error`]: the error type, [`SimError`].
 //!
 //! Determinism: time comes only from `tokio::time`, randomness only from seeded
-//! [`mock_llm::rng::SimRng`] streams, and iteration order from vectors and ordered maps.
+//! [`simkit::rng::SimRng`] streams, and iteration order from vectors and ordered maps.
 
 #![warn(missing_docs)]
 
@@ -29,7 +29,9 @@ pub mod cost;
 pub mod dist;
 pub mod engine;
 pub mod error;
+#[cfg(feature = "http")]
 pub mod http;
+pub mod numbers;
 pub mod params;
 pub mod recorder;
 pub mod recovery;

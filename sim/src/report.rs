@@ -5,9 +5,10 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::numbers::round6;
 use crate::params::Params;
 use crate::recorder::{Event, SecondRow};
-use crate::scenario::{Action, ResultsMode};
+use crate::scenario::{Action, ResultsMode, Scenario};
 
 /// The version of the `report.json` format.
 pub const SCHEMA_VERSION: u32 = 1;
@@ -66,6 +67,37 @@ pub struct ScenarioInfo {
     pub params: Params,
     /// The timeline.
     pub timeline: Vec<TimelineInfo>,
+}
+
+impl ScenarioInfo {
+    /// A scenario as a report shows it.
+    pub fn of(s: &Scenario) -> Self {
+        let workload = crate::workload::Workload::generate(&s.workload, s.seed);
+        let provider = s.provider_config();
+        ScenarioInfo {
+            name: s.name.clone(),
+            description: s.description.clone(),
+            seed: s.seed,
+            files: s.workload.files,
+            users: s.workload.users.get(),
+            chunks_total: workload.chunks_total(),
+            model: provider.model.clone(),
+            profile: match provider.profile {
+                mock_llm::Profile::Openai => "openai".into(),
+                mock_llm::Profile::Azure => "azure".into(),
+            },
+            tpm: provider.tpm.map(|t| t.get()),
+            rpm: provider.effective_rpm(provider.tpm, provider.rpm).map(|r| r.get()),
+            max_tokens: s.workload.max_tokens.get(),
+            results: s.results,
+            params: s.params.clone(),
+            timeline: s
+                .events()
+                .iter()
+                .map(|e| TimelineInfo::new(e.at.0, &e.action))
+                .collect(),
+        }
+    }
 }
 
 /// A timeline entry, as a report shows it.
@@ -261,9 +293,4 @@ pub fn buckets(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Vec<(f64, u64)> 
             )
         })
         .collect()
-}
-
-/// Rounds to 6 decimals, so that reports carry no float noise.
-pub fn round6(x: f64) -> f64 {
-    (x * 1e6).round() / 1e6
 }

@@ -12,7 +12,7 @@
 //! Memory: one byte per chunk of each file that has started, plus a few counters per file.
 
 use mock_llm::Verdict;
-use mock_llm::rng::mix64;
+use simkit::rng::mix64;
 
 use crate::scenario::{FileId, ResultsMode};
 

@@ -4,7 +4,7 @@
 //! of the `rand` ecosystem); the `rand_core::RngCore` implementation only lets strategies, ours
 //! and users', use that ecosystem's API (`rand::Rng::random_range` and the like) on top of it.
 
-use mock_llm::rng::SimRng;
+use simkit::rng::SimRng;
 
 /// A seeded generator from [`crate::RunContext::rng`].
 #[derive(Clone, Debug)]

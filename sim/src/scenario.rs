@@ -155,7 +155,7 @@ impl Scenario {
     /// The provider configuration with the run's seed and the timeline's outages and limit changes.
     pub fn provider_config(&self) -> ProviderConfig {
         let mut p = self.provider.clone();
-        p.seed = mock_llm::rng::derive_seed(self.seed, "provider");
+        p.seed = simkit::rng::derive_seed(self.seed, "provider");
         for e in self.events() {
             match e.action {
                 Action::Outage(o) => p.schedule.outages.push(Outage {
@@ -563,37 +563,6 @@ pub struct CrashSpec {
 
 fn default_restart() -> Dur {
     Dur(Duration::from_secs(30))
-}
-
-impl Scenario {
-    /// The scenario as a report shows it.
-    pub fn info(&self) -> crate::report::ScenarioInfo {
-        let workload = crate::workload::Workload::generate(&self.workload, self.seed);
-        let provider = self.provider_config();
-        crate::report::ScenarioInfo {
-            name: self.name.clone(),
-            description: self.description.clone(),
-            seed: self.seed,
-            files: self.workload.files,
-            users: self.workload.users.get(),
-            chunks_total: workload.chunks_total(),
-            model: provider.model.clone(),
-            profile: match provider.profile {
-                mock_llm::Profile::Openai => "openai".into(),
-                mock_llm::Profile::Azure => "azure".into(),
-            },
-            tpm: provider.tpm.map(|t| t.get()),
-            rpm: provider.effective_rpm(provider.tpm, provider.rpm).map(|r| r.get()),
-            max_tokens: self.workload.max_tokens.get(),
-            results: self.results,
-            params: self.params.clone(),
-            timeline: self
-                .events()
-                .iter()
-                .map(|e| crate::report::TimelineInfo::new(e.at.0, &e.action))
-                .collect(),
-        }
-    }
 }
 
 /// A number as TOML writes it: an integer when whole, else a float (so that a whole-number

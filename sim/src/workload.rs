@@ -7,7 +7,7 @@
 
 use std::time::Duration;
 
-use mock_llm::rng::{SimRng, derive_seed, hash3};
+use simkit::rng::{SimRng, derive_seed, hash3};
 
 use crate::scenario::{Arrival, FileId, UserId, WorkloadConfig};
 
