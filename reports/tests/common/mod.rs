@@ -67,7 +67,7 @@ pub fn run_named(s: &Scenario, name: &str, workers_hint: u32) -> RunReport {
 pub fn report(s: &Scenario, runs: Vec<RunReport>) -> ReportFile {
     ReportFile {
         schema_version: SCHEMA_VERSION,
-        scenario: sim::ScenarioInfo::of(&s),
+        scenario: sim::ScenarioInfo::of(s),
         runs,
         sweep: None,
     }
