@@ -50,7 +50,7 @@ outage = { for = "2m" }
         .collect();
     ReportFile {
         schema_version: SCHEMA_VERSION,
-        scenario: sim::ScenarioInfo::of(s),
+        scenario: sim::ScenarioInfo::of(&s),
         runs,
         sweep: None,
     }
