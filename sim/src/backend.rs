@@ -12,7 +12,8 @@ use mock_llm::{
 };
 use tokio::time::Instant;
 
-use crate::scenario::FileId;
+use crate::scenario::{FileId, Network};
+use simkit::rng::Stream;
 
 /// A boxed, sendable future (what [`LlmBackend::complete`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -150,22 +151,39 @@ pub trait LlmBackend: Send + Sync {
     }
 }
 
-/// The provider model behind a lock, answering in tokio time (virtual in simulated runs).
+/// The provider model behind a lock, answering in tokio time (virtual in simulated runs), over
+/// a simulated network (see [`Network`]).
 #[derive(Debug)]
 pub struct SimBackend {
     provider: Mutex<Provider>,
     start: Instant,
     timeout: Duration,
+    network: Network,
+    network_seed: u64,
 }
 
 impl SimBackend {
-    /// A backend whose provider's time zero is `start`; calls give up after `timeout`.
-    pub fn new(config: ProviderConfig, start: Instant, timeout: Duration) -> Self {
+    /// A backend whose provider's time zero is `start`; calls give up after `timeout`. Requests
+    /// and answers cross `network`, whose draws are seeded from the provider's seed.
+    pub fn new(config: ProviderConfig, start: Instant, timeout: Duration, network: Network) -> Self {
+        let network_seed = simkit::rng::derive_seed(config.seed, "network");
         Self {
             provider: Mutex::new(Provider::new(config)),
             start,
             timeout,
+            network,
+            network_seed,
         }
+    }
+
+    /// The one-way delays (to the provider, and back) of a request.
+    fn delays(&self, req: &ChatRequest) -> (Duration, Duration) {
+        if self.network.is_ideal() {
+            return (Duration::ZERO, Duration::ZERO);
+        }
+        let mut draw = Stream::new(self.network_seed, req.key, u64::from(req.attempt));
+        let up = self.network.delay(draw.next_f64());
+        (up, self.network.delay(draw.next_f64()))
     }
 
     fn decide(&self, req: &ChatRequest) -> Admission {
@@ -190,16 +208,20 @@ async fn wait(d: Duration) {
 
 impl LlmBackend for SimBackend {
     fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
-        let decision = self.decide(&req);
+        let (up, down) = self.delays(&req);
         let timeout = self.timeout;
         Box::pin(async move {
+            // The request reaches the provider after `up`; the client's timeout runs from the send.
+            wait(up).await;
+            let left = timeout.saturating_sub(up);
+            let decision = self.decide(&req);
             match decision {
                 Admission::Admitted(a) => {
-                    if a.latency > timeout {
-                        wait(timeout).await;
+                    if a.latency + down > left {
+                        wait(left).await;
                         return Err(LlmError::Timeout);
                     }
-                    wait(a.latency).await;
+                    wait(a.latency + down).await;
                     Ok(ChatResponse {
                         verdict: a.verdict,
                         usage: a.usage,
@@ -207,7 +229,7 @@ impl LlmBackend for SimBackend {
                     })
                 }
                 Admission::Throttled(t) => {
-                    wait(t.after).await;
+                    wait(t.after + down).await;
                     Err(LlmError::Throttled {
                         limit: Some(t.limit),
                         retry_after: Some(ceil_ms(t.retry_after)),
@@ -216,7 +238,7 @@ impl LlmBackend for SimBackend {
                 }
                 Admission::Failed(f) => match (f.after, f.kind) {
                     (None, _) => {
-                        wait(timeout).await;
+                        wait(left).await;
                         Err(LlmError::Timeout)
                     }
                     (
@@ -227,7 +249,7 @@ impl LlmBackend for SimBackend {
                             requested,
                         },
                     ) => {
-                        wait(after).await;
+                        wait(after + down).await;
                         Err(LlmError::TooLarge {
                             limit: Some(limit),
                             limit_value: Some(limit_value),
@@ -236,7 +258,7 @@ impl LlmBackend for SimBackend {
                         })
                     }
                     (Some(after), kind) => {
-                        wait(after).await;
+                        wait(after + down).await;
                         Err(LlmError::Server {
                             status: kind.status().unwrap_or(500),
                             retry_after: None,

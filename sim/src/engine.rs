@@ -69,6 +69,7 @@ pub fn simulate(
             scenario.provider_config(),
             start,
             scenario.client.request_timeout.0,
+            scenario.client.network,
         ));
         execute(scenario, name, Mode::Simulated, backend, start, strategy, opts).await
     })

@@ -298,6 +298,10 @@ pub struct ClientConfig {
     /// Live runs: ask for streamed answers (server-sent events). Default false.
     #[serde(default)]
     pub stream: bool,
+    /// Simulated runs: the network between the client and the provider. Live runs have a real
+    /// one. Default `{ base_ms = 0, jitter_ms = 5 }`.
+    #[serde(default)]
+    pub network: Network,
 }
 
 impl Default for ClientConfig {
@@ -305,7 +309,87 @@ impl Default for ClientConfig {
         Self {
             request_timeout: default_timeout(),
             stream: false,
+            network: Network::default(),
         }
+    }
+}
+
+/// The network of a simulated run: each request takes `base_ms` plus a uniform draw in
+/// `[0, jitter_ms]` to reach the provider, and its answer the same (another draw) to come back.
+/// The draws are a function of the chunk, the attempt and the direction, so every strategy meets
+/// the same network for the same request.
+///
+/// Why it exists: without it, clients told to retry at the same instant (a 429's retry-after
+/// points every throttled worker at the moment the bucket holds enough again) reach the
+/// provider at the same virtual millisecond and are served in a fixed order, where a real
+/// network orders them at random. A pool of identical requests then behaves measurably unlike
+/// its live twin (README, "Fidelity"). The default jitter of 5 ms is a quiet regional path
+/// (a few ms of variation); the virtual clock has 1 ms resolution, so the draws order requests
+/// in whole milliseconds. Set `jitter_ms = 0` for an ideal network (exact arithmetic in tests).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, try_from = "RawNetwork", into = "RawNetwork")]
+pub struct Network {
+    /// Fixed one-way delay, in ms (0 to 60,000). Default 0.
+    pub base_ms: f64,
+    /// Largest extra one-way delay, in ms (0 to 60,000). Default 5.
+    pub jitter_ms: f64,
+}
+
+#[derive(Clone, Copy, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    #[serde(default)]
+    base_ms: f64,
+    #[serde(default = "default_jitter_ms")]
+    jitter_ms: f64,
+}
+
+fn default_jitter_ms() -> f64 {
+    5.0
+}
+
+impl Default for Network {
+    fn default() -> Self {
+        Self {
+            base_ms: 0.0,
+            jitter_ms: default_jitter_ms(),
+        }
+    }
+}
+
+impl TryFrom<RawNetwork> for Network {
+    type Error = String;
+    fn try_from(r: RawNetwork) -> Result<Self, String> {
+        for (key, v) in [("base_ms", r.base_ms), ("jitter_ms", r.jitter_ms)] {
+            if !(v.is_finite() && (0.0..=60_000.0).contains(&v)) {
+                return Err(format!("network `{key}` = {v} must lie in [0, 60000] (milliseconds)"));
+            }
+        }
+        Ok(Network {
+            base_ms: r.base_ms,
+            jitter_ms: r.jitter_ms,
+        })
+    }
+}
+
+impl From<Network> for RawNetwork {
+    fn from(n: Network) -> Self {
+        RawNetwork {
+            base_ms: n.base_ms,
+            jitter_ms: n.jitter_ms,
+        }
+    }
+}
+
+impl Network {
+    /// The one-way delay for a uniform draw `u` in `[0, 1)`.
+    pub fn delay(&self, u: f64) -> Duration {
+        Duration::from_secs_f64((self.base_ms + self.jitter_ms * u) / 1000.0)
+    }
+
+    /// Whether it adds nothing (an ideal network).
+    pub fn is_ideal(&self) -> bool {
+        self.base_ms == 0.0 && self.jitter_ms == 0.0
     }
 }
 

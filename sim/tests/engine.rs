@@ -29,6 +29,8 @@ max_tokens = 10
 arrival = {{ kind = "steady", per_minute = 6 }}
 [provider]
 latency = {{ base_ms = 1000, per_output_token_ms = 0, sigma = 0 }}
+[client]
+network = {{ jitter_ms = 0 }} # an ideal network: the figures below are exact arithmetic
 {extra}"#
     );
     for (from, to) in replace {

@@ -300,3 +300,36 @@ async fn tls_endpoints_work_with_a_trusted_private_root() {
         .expect_err("untrusted certificate");
     assert!(matches!(e, LlmError::Transport(_)), "{e:?}");
 }
+
+#[tokio::test]
+async fn hostile_rate_limit_values_are_read_without_a_panic() {
+    // A broken or hostile endpoint answers a 429 with a retry hint and reset times beyond any
+    // clock, and the run is time-scaled (every duration multiplied): the backend must neither
+    // panic converting nor honour the hint. It reads as a wait too long to retry; the absurd
+    // reset is dropped.
+    let server = MockServer::start().await;
+    answer(
+        &server,
+        ResponseTemplate::new(429)
+            .insert_header("retry-after-ms", "1e300")
+            .insert_header("x-ratelimit-reset-tokens", "99999999999999999999999h")
+            .insert_header("x-ratelimit-reset-requests", "18446744073709551615s")
+            .set_body_json(json!({ "error": { "message": "Rate limit reached", "type": "tokens", "code": "rate_limit_exceeded" } })),
+    )
+    .await;
+    let e = backend(&server.uri(), false, Duration::from_secs(5), 2.0)
+        .complete(request())
+        .await
+        .expect_err("a 429");
+    match e {
+        LlmError::Throttled {
+            retry_after: Some(hint),
+            rate_limit,
+            ..
+        } => {
+            assert!(hint > Duration::from_secs(120), "a hint too long to honour: {hint:?}");
+            assert_eq!(rate_limit.reset_tokens, None);
+        }
+        other => panic!("expected a throttle, got {other:?}"),
+    }
+}

@@ -125,6 +125,17 @@ fn an_outage_status_must_be_a_server_error_or_429() {
 }
 
 #[test]
+fn network_delays_outside_their_range_are_rejected() {
+    for bad in ["jitter_ms = -1", "base_ms = 1e9", "jitter_ms = nan"] {
+        let e = err(&with(
+            "rpm = 300",
+            &format!("rpm = 300\n[client]\nnetwork = {{ {bad} }}"),
+        ));
+        assert!(e.contains("must lie in [0, 60000]") || e.contains("nan"), "{bad}: {e}");
+    }
+}
+
+#[test]
 fn probabilities_outside_zero_one_are_rejected() {
     let e = err(&with("rpm = 300", "rpm = 300\nerror_rate = 1.5"));
     assert!(e.contains("line 16") && e.contains("between 0 and 1"), "{e}");

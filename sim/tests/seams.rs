@@ -32,6 +32,8 @@ max_tokens = 10
 [provider]
 latency = {{ base_ms = 1000, per_output_token_ms = 0, sigma = 0 }}
 {provider}
+[client]
+network = {{ jitter_ms = 0 }} # an ideal network: exact arithmetic
 {extra}"#
     );
     Scenario::parse(&text, "seams test").expect("valid")

@@ -55,9 +55,14 @@ impl Stream {
         r
     }
 
+    /// A uniform draw in `[0, 1)`.
+    pub fn next_f64(&mut self) -> f64 {
+        unit(self.next_u64())
+    }
+
     /// True with probability `p` (no draw when `p` is 0).
     pub fn chance(&mut self, p: f64) -> bool {
-        p > 0.0 && unit(self.next_u64()) < p
+        p > 0.0 && self.next_f64() < p
     }
 
     /// A standard normal draw.

@@ -48,6 +48,8 @@ completion_tokens = {{ dist = "fixed", value = 10 }}
 max_tokens = 10
 [provider]
 latency = {{ base_ms = {latency_ms}, per_output_token_ms = 0, sigma = 0 }}
+[client]
+network = {{ jitter_ms = 0 }} # an ideal network: exact arithmetic
 [params]
 max-parallelism = {workers}
 "#
@@ -237,6 +239,8 @@ completion_tokens = {{ dist = "fixed", value = 50 }}
 max_tokens = 100
 [provider]
 latency = {{ base_ms = 1000, per_output_token_ms = 0, sigma = 0 }}
+[client]
+network = {{ jitter_ms = 0 }} # an ideal network: exact arithmetic
 [params]
 max-parallelism = 4
 [[timeline]]
@@ -389,7 +393,7 @@ fn strategy_settings_errors_name_the_table_and_line() {
         .expect("unknown key is rejected")
         .to_string();
     assert!(
-        err.contains("[strategies.fixed]") && err.contains("bogus") && err.contains("line 14"),
+        err.contains("[strategies.fixed]") && err.contains("bogus") && err.contains("line 16"),
         "{err}"
     );
     let typo = parse(&format!(
@@ -401,7 +405,7 @@ fn strategy_settings_errors_name_the_table_and_line() {
         .expect("a table for no strategy is refused")
         .to_string();
     assert!(
-        err.contains("[strategies.fixd]") && err.contains("no strategy `fixd`") && err.contains("line 14"),
+        err.contains("[strategies.fixd]") && err.contains("no strategy `fixd`") && err.contains("line 16"),
         "{err}"
     );
     let err = strategies::build("nope", &s)
