@@ -1,7 +1,13 @@
 //! Live runs over real HTTP against the bundled mock on 127.0.0.1, compared with the simulation.
 
+use std::sync::Mutex;
+
 use orchbench::{Live, run_scenario, run_scenario_live};
 use sim::Scenario;
+
+/// Live runs in this file take turns: each measures timing on a 2-core machine, and two at once
+/// would distort each other (a retry delayed by a busy core loses its race).
+static ONE_LIVE_RUN_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 const FIDELITY: &str = r#"
 name = "fidelity"
@@ -35,6 +41,7 @@ fn a_live_run_against_the_mock_agrees_with_the_simulation() {
     // and counts of 429s shift by a few. 5% bounds that; a wrong header, hint, charge or time
     // scale moves the figures by far more (e.g. charging prompt + completion instead of
     // prompt + max_tokens changes the makespan by 10%).
+    let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::parse(FIDELITY, "fidelity").expect("valid");
     let sim = run_scenario(&s, &[], false).expect("simulates");
     let live = run_scenario_live(
@@ -72,13 +79,13 @@ fn a_live_run_against_the_mock_agrees_with_the_simulation() {
     );
 }
 
-/// 300 identical requests through a pool of 10 workers retrying like openai-python (8 attempts,
+/// 150 identical requests through a pool of 10 workers retrying like openai-python (8 attempts,
 /// retry-after honoured). Every throttled worker is told to come back at the same instant, so
 /// which request wins each refill is decided by how the network orders them.
 const IDENTICAL_POOL: &str = r#"
 name = "identical-pool"
 [workload]
-files = 300
+files = 150
 chunks_per_file = { dist = "fixed", value = 1 }
 prompt_tokens = { dist = "fixed", value = 1007 }
 completion_tokens = { dist = "fixed", value = 50 }
@@ -104,14 +111,16 @@ fn means(runs: &[sim::Summary]) -> [f64; 3] {
 
 #[test]
 fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders_them() {
-    // Live: two runs over loopback HTTP at time scale 10 (about 14 s each). Simulated: the
-    // mean over 12 seeds of the network's draws. The pool's figures depend on which request wins
+    // Live: three runs over loopback HTTP at time scale 5 (about 12 s each; a debug build's
+    // client is slow enough that a higher scale distorts its timing). Simulated: the mean over
+    // 12 seeds of the network's draws. The pool's figures depend on which request wins
     // each refill; with the simulated network they agree within 5% (measured: within 1-3%).
     // The control: on an ideal network (every retry at the same virtual millisecond, served in a
-    // fixed order) the simulation is far off (measured: 32% longer, 28% more requests, 37%
+    // fixed order) the simulation is far off (measured: 24% longer, 23% more requests, 35%
     // fewer failures), so this test fails if the transport model is lost.
+    let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::parse(IDENTICAL_POOL, "identical-pool").expect("valid");
-    let live: Vec<sim::Summary> = (0..2)
+    let live: Vec<sim::Summary> = (0..3)
         .map(|_| {
             let r = run_scenario_live(
                 &s,
@@ -119,7 +128,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
                 &Live {
                     endpoint: None,
                     api_key: None,
-                    time_scale: 10.0,
+                    time_scale: 5.0,
                     extra_root_pem: None,
                 },
             )
@@ -137,6 +146,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
             .collect()
     };
     let (l, m) = (means(&live), means(&simulated(IDENTICAL_POOL)));
+    eprintln!("identical pool: live {l:?}, simulated {m:?} (makespan s, requests, failed files)");
     for (what, x, y) in [
         ("makespan", m[0], l[0]),
         ("requests", m[1], l[1]),
@@ -145,7 +155,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
         assert!(within(x, y, 0.05), "{what}: simulated {x}, live {y}");
     }
     assert!(
-        l[2] > 50.0,
+        l[2] > 25.0,
         "the pool must lose files to exhausted retries to test anything: {l:?}"
     );
     let ideal = IDENTICAL_POOL.replace("[params]", "[client]\nnetwork = { jitter_ms = 0 }\n[params]");

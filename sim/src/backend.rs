@@ -13,7 +13,7 @@ use mock_llm::{
 use tokio::time::Instant;
 
 use crate::scenario::{FileId, Network};
-use simkit::rng::Stream;
+use simkit::rng::mix64;
 
 /// A boxed, sendable future (what [`LlmBackend::complete`] returns).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -159,6 +159,8 @@ pub struct SimBackend {
     start: Instant,
     timeout: Duration,
     network: Network,
+    /// The network's base and jitter, in whole nanoseconds.
+    network_ns: (u64, u64),
     network_seed: u64,
 }
 
@@ -172,18 +174,35 @@ impl SimBackend {
             start,
             timeout,
             network,
+            network_ns: (
+                network.delay(0.0).as_nanos() as u64,
+                (network.jitter_ms * 1e6).round() as u64,
+            ),
             network_seed,
         }
     }
 
-    /// The one-way delays (to the provider, and back) of a request.
-    fn delays(&self, req: &ChatRequest) -> (Duration, Duration) {
+    /// A request's network delay there and back (two one-way draws).
+    ///
+    /// The whole round trip is added to the time its answer takes to come back, and the provider
+    /// decides at the send instant: one timer per call, as without a network (an extra timer per
+    /// call costs the simulator half its speed). The order that matters is preserved: a client's
+    /// next send waits on its previous answer, so clients told to retry at one instant send, and
+    /// are decided, in the order their round trips give, as on a real network. What this
+    /// simplification leaves out: requests sent at the very same instant with no answer before
+    /// them (a burst at time zero) are decided in send order, and the provider sees each request
+    /// up to one one-way delay early.
+    fn round_trip(&self, req: &ChatRequest) -> Duration {
         if self.network.is_ideal() {
-            return (Duration::ZERO, Duration::ZERO);
+            return Duration::ZERO;
         }
-        let mut draw = Stream::new(self.network_seed, req.key, u64::from(req.attempt));
-        let up = self.network.delay(draw.next_f64());
-        (up, self.network.delay(draw.next_f64()))
+        // One hash of (chunk, attempt) gives both one-way draws, 32 bits each, in integer
+        // nanoseconds: this runs once per call, so it stays a few nanoseconds.
+        let h = mix64(self.network_seed ^ mix64(req.key ^ u64::from(req.attempt).wrapping_mul(0xD6E8_FEB8_6659_FD93)));
+        let (base, jitter) = self.network_ns;
+        let there = base + ((u128::from(jitter) * u128::from(h >> 32)) >> 32) as u64;
+        let back = base + ((u128::from(jitter) * u128::from(h & 0xFFFF_FFFF)) >> 32) as u64;
+        Duration::from_nanos(there + back)
     }
 
     fn decide(&self, req: &ChatRequest) -> Admission {
@@ -208,13 +227,10 @@ async fn wait(d: Duration) {
 
 impl LlmBackend for SimBackend {
     fn complete(&self, req: ChatRequest) -> BoxFuture<'_, Result<ChatResponse, LlmError>> {
-        let (up, down) = self.delays(&req);
-        let timeout = self.timeout;
+        let down = self.round_trip(&req);
+        let left = self.timeout;
+        let decision = self.decide(&req);
         Box::pin(async move {
-            // The request reaches the provider after `up`; the client's timeout runs from the send.
-            wait(up).await;
-            let left = timeout.saturating_sub(up);
-            let decision = self.decide(&req);
             match decision {
                 Admission::Admitted(a) => {
                     if a.latency + down > left {
