@@ -33,8 +33,21 @@ pub type BoxRun = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
 /// `run` takes files from [`RunContext::next_file`] until it returns `None`, validates their chunks
 /// with [`RunContext::call`], reports each chunk with [`RunContext::chunk_done`], and returns when
 /// all its work has ended. It spawns tasks only with [`RunContext::spawn`], so that a crash can
-/// abort them. After a crash, `run` is called again and the feed hands out the unfinished files
-/// with only the chunks that have no stored result.
+/// abort them (and a panic in one ends the run with an error). After a crash, `run` is called
+/// again and the feed hands out the unfinished files with only the chunks that have no stored
+/// result.
+///
+/// What else the engine offers a design, so that none bends the context its own way:
+/// - [`RunContext::redrive`] reopens a failed file with only its unfinished chunks;
+/// - [`RunContext::wait_final`] and [`RunContext::all_final`] wait without polling (a task that
+///   spins on `is_final` stops paused time);
+/// - [`RunContext::durable`] holds state that survives a crash (what AWS services keep);
+/// - [`RunContext::rng`] gives a seeded generator per purpose (`rand_core::RngCore`);
+/// - [`RunContext::add_metric`], [`RunContext::gauge`] and [`RunContext::artifact`] put the
+///   strategy's own figures, per-second gauges and JSON Lines artifacts in the report;
+/// - `ctx.params().setting("NAME.key")` reads a setting the timeline or a sweep changes live
+///   (declare it in [`live_settings`]);
+/// - [`retry::Backoff`] decides retries for any error with a hint, not only LLM calls.
 pub trait Strategy: Send + Sync {
     /// Its name, as given to `--strategy`.
     fn name(&self) -> &str;
