@@ -345,3 +345,46 @@ fn report_dir_round_trips_through_report_json() {
     );
     assert_eq!(reports::read_json(&dir.join("report.json")).expect("reads"), r);
 }
+
+#[test]
+fn a_strategys_gauges_metrics_and_artifacts_reach_every_output() {
+    // The strategy reports a queue-depth gauge, a delivery count and a history line per chunk.
+    // Each must come out: in the schema-valid JSON, as a CSV column, as a chart, and as a JSON
+    // Lines file beside the report.
+    let r = common::with_strategy_figures();
+    let errors = schema_errors(&as_value(&r));
+    assert!(errors.is_empty(), "{errors:#?}");
+    let chunks = r.runs[0].summary.chunks_total as f64;
+    assert_eq!(r.runs[0].summary.strategy_metrics["deliveries"], chunks);
+
+    let csv = reports::csv::timeseries(&r);
+    let header: Vec<&str> = csv.lines().next().expect("a header").split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == "gauge:queue_depth")
+        .expect("a gauge column");
+    let depths: Vec<f64> = csv
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split(',').nth(col).and_then(|v| v.parse().ok()))
+        .collect();
+    assert!(
+        depths.iter().any(|d| *d > 1.0),
+        "the queue was deeper than one at some second"
+    );
+
+    let charts = reports::charts::all(&r).expect("charts");
+    assert!(
+        charts.iter().any(|c| c.id == "gauge-queue_depth"),
+        "a chart of the gauge"
+    );
+
+    let dir = temp_dir("figures");
+    let written = reports::write_dir(&dir, &r).expect("writes");
+    assert_eq!(written.artifacts, vec![dir.join("figures-history.jsonl")]);
+    let lines = std::fs::read_to_string(&written.artifacts[0]).expect("the artifact");
+    assert_eq!(lines.lines().count() as f64, chunks);
+    for line in lines.lines() {
+        serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON");
+    }
+}

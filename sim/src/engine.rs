@@ -207,20 +207,23 @@ pub fn cancelled_by_timeline(scenario: &Scenario, workload: &Workload) -> Vec<bo
     out
 }
 
-/// The intervals in which no request can be admitted whatever the strategy: outages, and the
+/// The scenario's disruptions, `[start, end)` in timeline order: each outage, and the
 /// orchestrator's downtime after each crash.
+pub fn disruptions(scenario: &Scenario) -> Vec<(std::time::Duration, std::time::Duration)> {
+    scenario
+        .events()
+        .iter()
+        .filter_map(|e| match e.action {
+            Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
+            Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The intervals in which no request can be admitted whatever the strategy: the disruptions.
 pub fn blackouts(scenario: &Scenario) -> Blackouts {
-    Blackouts::new(
-        scenario
-            .events()
-            .iter()
-            .filter_map(|e| match e.action {
-                Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
-                Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
-                _ => None,
-            })
-            .collect(),
-    )
+    Blackouts::new(disruptions(scenario))
 }
 
 /// The ideal makespan of a scenario's required work: one constant per scenario and seed.
@@ -269,16 +272,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let prompt_billed = provider_stats.map_or(st.recorder.prompt_tokens_answered, |s| s.prompt_tokens_billed);
     let cost = scenario.pricing.cost(prompt_billed, billed - prompt_billed, &st.units);
     let timeseries = st.recorder.series_until(makespan);
-    let disruptions: Vec<_> = scenario
-        .events()
-        .iter()
-        .filter_map(|e| match e.action {
-            Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
-            Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
-            _ => None,
-        })
-        .collect();
-    let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions, makespan).map(round6);
+    let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions(scenario), makespan).map(round6);
     let makespan_s = makespan.as_secs_f64();
     let ratio = |bound: std::time::Duration| {
         if makespan_s > 0.0 {

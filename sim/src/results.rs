@@ -244,6 +244,23 @@ impl ResultStore {
     }
 }
 
+/// The digest a run of `scenario` must end with when every chunk holds the provider's verdict:
+/// computed from the workload and the verdict rule alone, never from a run, so that tests (and
+/// users' own) can hold any strategy's `results_digest` to it as an independent oracle.
+pub fn provider_digest(scenario: &crate::Scenario) -> u64 {
+    let workload = crate::workload::Workload::generate(&scenario.workload, scenario.seed);
+    let provider = scenario.provider_config();
+    let seed = simkit::rng::derive_seed(provider.seed, "verdicts");
+    let mut all = Vec::with_capacity(workload.chunks_total() as usize);
+    for f in workload.files() {
+        for c in 0..f.chunks {
+            let key = workload.chunk(f.id, c).key;
+            all.push((f.id, c, Verdict::for_chunk(seed, key, provider.invalid_rate.0)));
+        }
+    }
+    digest_of(all)
+}
+
 /// The digest of a sequence of results, as [`ResultStore::digest`] computes it.
 pub fn digest_of(results: impl IntoIterator<Item = (FileId, u32, Verdict)>) -> u64 {
     results.into_iter().fold(0x6f72_6368_6265_6e63, |h, (f, c, v)| {

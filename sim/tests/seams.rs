@@ -437,11 +437,7 @@ fn rate_limit_snapshots_say_when_they_were_seen() {
 
 mod exactly_once {
     use super::*;
-    use mock_llm::Verdict;
-    use mock_llm::rng::derive_seed;
     use proptest::prelude::*;
-    use sim::results::digest_of;
-    use sim::workload::Workload;
     use std::sync::atomic::AtomicU64;
 
     /// A strategy scripted by its seeded generator: each chunk gets 1–3 deliveries, each of which
@@ -488,20 +484,7 @@ mod exactly_once {
     }
 
     fn expected_digest(s: &Scenario) -> String {
-        let w = Workload::generate(&s.workload, s.seed);
-        let p = s.provider_config();
-        let vseed = derive_seed(p.seed, "verdicts");
-        let mut all = vec![];
-        for f in w.files() {
-            for c in 0..f.chunks {
-                all.push((
-                    f.id,
-                    c,
-                    Verdict::for_chunk(vseed, w.chunk(f.id, c).key, p.invalid_rate.0),
-                ));
-            }
-        }
-        format!("{:016x}", digest_of(all))
+        format!("{:016x}", sim::results::provider_digest(s))
     }
 
     proptest! {

@@ -1,10 +1,7 @@
 //! End-to-end behaviour of the engine with the `fixed` strategy: exact makespans, TPM-bound
 //! throughput, exactly-once results, efficiency bounds, crashes, cancellation and quotas.
 
-use mock_llm::Verdict;
-use mock_llm::rng::derive_seed;
 use proptest::prelude::*;
-use sim::results::digest_of;
 use sim::workload::Workload;
 use sim::{RunOptions, RunReport, Scenario};
 
@@ -18,22 +15,9 @@ fn run(s: &Scenario) -> RunReport {
 }
 
 /// The digest the run must produce if every chunk's stored verdict is the provider's verdict,
-/// computed here from the workload and the verdict rule, independently of the run.
+/// computed from the workload and the verdict rule, independently of the run.
 fn expected_digest(s: &Scenario) -> String {
-    let w = Workload::generate(&s.workload, s.seed);
-    let p = s.provider_config();
-    let vseed = derive_seed(p.seed, "verdicts");
-    let mut all = vec![];
-    for f in w.files() {
-        for c in 0..f.chunks {
-            all.push((
-                f.id,
-                c,
-                Verdict::for_chunk(vseed, w.chunk(f.id, c).key, p.invalid_rate.0),
-            ));
-        }
-    }
-    format!("{:016x}", digest_of(all))
+    format!("{:016x}", sim::results::provider_digest(s))
 }
 
 fn closed_form(files: u32, chunks: u32, workers: u32, latency_ms: u32) -> String {

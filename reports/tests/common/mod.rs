@@ -107,3 +107,38 @@ pub fn cancelled_and_failed() -> ReportFile {
         vec![strategies::simulate(fixed.as_ref(), &s, &RunOptions::default()).expect("runs")],
     )
 }
+
+/// A run whose strategy reports its own figures: a gauge, metrics and an artifact.
+pub fn with_strategy_figures() -> ReportFile {
+    let s = scenario("");
+    let strategy = |ctx: RunContext| -> Run {
+        Box::pin(async move {
+            let mut waiting = 0.0;
+            while let Some(file) = ctx.next_file().await {
+                waiting += file.chunks.len() as f64;
+                for &c in &file.chunks {
+                    ctx.gauge("queue_depth", waiting);
+                    ctx.add_metric("deliveries", 1.0);
+                    ctx.artifact("history", format!("{{\"file\":\"{}\",\"chunk\":{c}}}", file.id));
+                    let mut outcome = ChunkOutcome::Failed;
+                    for attempt in 0..20 {
+                        match ctx.call(ctx.request(file.id, c, attempt)).await {
+                            Ok(r) => {
+                                outcome = ChunkOutcome::Validated(r);
+                                break;
+                            }
+                            Err(e) => {
+                                ctx.sleep(e.retry_after().unwrap_or(std::time::Duration::from_millis(500)))
+                                    .await
+                            }
+                        }
+                    }
+                    ctx.chunk_done(file.id, c, outcome);
+                    waiting -= 1.0;
+                }
+            }
+        })
+    };
+    let run = sim::simulate(&s, "figures", &strategy, &RunOptions::default()).expect("the fixture run finishes");
+    report(&s, vec![run])
+}
