@@ -480,9 +480,13 @@ fn per_core(
 #[test]
 fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
     // How the binary serves: one runtime and SO_REUSEPORT listener per thread, one shared state.
-    // 60,000 TPM refills ~1 token per ms: far less than the 100 each request takes, so the
-    // charges show in the headers however slowly the requests come.
-    let (addr, stop_tx, server) = per_core(ServerConfig::new(provider(Some(60_000), None, 0.0, 0.0)));
+    // The Azure profile counts tokens per minute window with no refill inside it, so every
+    // answer's remaining tokens is exactly the previous one's minus its charge, however slowly the
+    // requests come on a busy machine (a refilling bucket made equal values legitimate after a
+    // 100 ms stall: the flaky failure seen in CI). RPM is set high so only tokens bind.
+    let mut p = provider(Some(60_000), Some(1_000_000), 0.0, 0.0);
+    p.profile = mock_llm::Profile::Azure;
+    let (addr, stop_tx, server) = per_core(ServerConfig::new(p));
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -500,7 +504,8 @@ fn the_per_core_server_binds_answers_on_every_thread_and_stops() {
             assert_eq!(r.status(), 200);
             remaining.push(header(&r, "x-ratelimit-remaining-tokens").parse::<u64>().expect("n"));
         }
-        // One shared bucket: every answer saw the previous ones' charges (100 tokens each).
+        // One shared counter: every answer saw the previous ones' charges (100 tokens each). A
+        // test slower than a minute would cross a window; it never is.
         assert!(remaining.windows(2).all(|w| w[1] < w[0]), "{remaining:?}");
     });
     stop_tx.send(()).expect("the server waits");
