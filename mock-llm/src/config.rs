@@ -31,6 +31,9 @@ pub struct ProviderConfig {
     /// What a request is charged against TPM at admission. Default `prompt-plus-max`.
     #[serde(default)]
     pub tpm_charge: TpmCharge,
+    /// What a request refused with 429 costs against the limits. Default `none`.
+    #[serde(default)]
+    pub refused_charge: RefusedCharge,
     /// How long answers take.
     #[serde(default)]
     pub latency: LatencyConfig,
@@ -80,6 +83,7 @@ impl Default for ProviderConfig {
             rpm: None,
             profile: Profile::default(),
             tpm_charge: TpmCharge::default(),
+            refused_charge: RefusedCharge::default(),
             latency: LatencyConfig::default(),
             capacity: None,
             error_rate: Probability::default(),
@@ -152,6 +156,25 @@ pub enum Profile {
     /// Azure OpenAI: RPM derived from TPM (6 per 1,000) and enforced over short windows (1 s, or
     /// 10 s below 60 RPM); TPM counted per one-minute window (Azure OpenAI quota docs).
     Azure,
+}
+
+/// What a request refused by a rate limit (429) costs against the limits.
+///
+/// OpenAI's help centre ("How can I solve 429: 'Too Many Requests' errors?", help.openai.com
+/// article 5955604) says "unsuccessful requests contribute to your per-minute limit, so
+/// continuously resending a request won't work", without saying how much they cost. This setting
+/// models the three readings; which one a real provider applies is not documented.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "server", derive(clap::ValueEnum))]
+pub enum RefusedCharge {
+    /// Nothing: a refused request costs only its round trip (the behaviour before this setting).
+    #[default]
+    None,
+    /// One request against RPM.
+    Requests,
+    /// One request against RPM and its full charge against TPM.
+    RequestsAndTokens,
 }
 
 /// What a request is charged against TPM at admission.

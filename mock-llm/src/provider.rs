@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig};
+use crate::config::{LatencyConfig, Probability, Profile, ProviderConfig, RefusedCharge};
 use crate::headers::RateLimitHeaders;
 use crate::limiter::{Bucket, Limit, LimitKind, Window};
 use crate::rng::{SimRng, Stream, derive_seed};
@@ -364,6 +364,7 @@ impl Provider {
         }
         if let Some((retry_after, kind)) = worst {
             self.stats.throttled += 1;
+            let retry_after = self.charge_refusal(now, charge).unwrap_or(retry_after);
             let (limit, requested) = match kind {
                 LimitKind::Requests => (self.requests.as_mut().expect("a limit that throttled exists"), 1),
                 LimitKind::Tokens => (self.tokens.as_mut().expect("a limit that throttled exists"), charge),
@@ -437,6 +438,29 @@ impl Provider {
             headers,
             slot,
         })
+    }
+
+    /// Charges a refused request as [`RefusedCharge`] says, and returns its new wait (the charge
+    /// makes it longer), so that a request retried exactly then is still admitted. `None` when
+    /// nothing is charged.
+    fn charge_refusal(&mut self, now: Duration, charge: u64) -> Option<Duration> {
+        let tokens = match self.config.refused_charge {
+            RefusedCharge::None => return None,
+            RefusedCharge::Requests => 0,
+            RefusedCharge::RequestsAndTokens => charge,
+        };
+        if let Some(l) = self.requests.as_mut() {
+            l.charge(now, 1);
+        }
+        if tokens > 0
+            && let Some(l) = self.tokens.as_mut()
+        {
+            l.charge(now, tokens);
+            self.stats.tokens_charged += tokens;
+        }
+        let wait = |l: Option<&mut Limit>, amount: u64| l.and_then(|l| l.wait_for(now, amount)).unwrap_or_default();
+        let requests = wait(self.requests.as_mut(), 1);
+        Some(requests.max(wait(self.tokens.as_mut(), charge)))
     }
 
     /// The verdict this provider gives for the work item `key`.
@@ -575,6 +599,30 @@ mod tests {
         assert_eq!((t.limit_value, t.used, t.requested), (1000, 1000, 500));
         // 500 tokens at 1000/min take exactly 30 s to come back.
         assert_eq!(t.retry_after, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn a_refused_request_costs_what_refused_charge_says() {
+        // 1,000 TPM, requests of 500: two fill the bucket. Three more at once are refused. Charged
+        // nothing, each is told 30 s (the time 500 tokens take to come back). Charged their tokens,
+        // each refusal deepens the debt: 30 s, then 60 s, then 90 s, as "continuously resending a
+        // request won't work" warns. Charged a request only, the token wait does not grow.
+        let waits = |refused: RefusedCharge| -> Vec<u64> {
+            let mut c = cfg(Some(1000), Some(1_000));
+            c.refused_charge = refused;
+            let mut p = Provider::new(c);
+            p.admit(T0, &req(300, 200));
+            p.admit(T0, &req(300, 200));
+            (0..3)
+                .map(|_| match p.admit(T0, &req(300, 200)) {
+                    Admission::Throttled(t) => t.retry_after.as_secs(),
+                    other => panic!("{other:?}"),
+                })
+                .collect()
+        };
+        assert_eq!(waits(RefusedCharge::None), [30, 30, 30]);
+        assert_eq!(waits(RefusedCharge::Requests), [30, 30, 30]);
+        assert_eq!(waits(RefusedCharge::RequestsAndTokens), [60, 90, 120]);
     }
 
     #[test]
@@ -909,11 +957,13 @@ mod tests {
             tpm in 1_000u64..100_000,
             rpm in 1u64..600,
             profile in profile(),
+            refused in prop_oneof![Just(RefusedCharge::None), Just(RefusedCharge::Requests), Just(RefusedCharge::RequestsAndTokens)],
             warmup in proptest::collection::vec((0u64..2_000, 1u32..500), 0..60),
             last in (1u32..500, 1u32..400),
         ) {
             let mut c = cfg(Some(tpm), Some(rpm));
             c.profile = profile;
+            c.refused_charge = refused;
             let mut p = Provider::new(c);
             let mut now = Duration::ZERO;
             for (gap, prompt) in warmup {

@@ -17,6 +17,9 @@ const NS_PER_MIN: u128 = 60_000_000_000;
 pub struct Bucket {
     limit: u64,
     level: u128,
+    /// What was charged beyond an empty bucket (see [`Bucket::charge`]): the refill pays it
+    /// back before the level rises again. Zero unless something charges past empty.
+    debt: u128,
     last: Duration,
 }
 
@@ -26,6 +29,7 @@ impl Bucket {
         Self {
             limit,
             level: u128::from(limit) * NS_PER_MIN,
+            debt: 0,
             last: Duration::ZERO,
         }
     }
@@ -36,7 +40,12 @@ impl Bucket {
 
     fn refill(&mut self, now: Duration) {
         if now > self.last {
-            let add = (now - self.last).as_nanos() * u128::from(self.limit);
+            let mut add = (now - self.last).as_nanos() * u128::from(self.limit);
+            if self.debt > 0 {
+                let paid = add.min(self.debt);
+                self.debt -= paid;
+                add -= paid;
+            }
             self.level = (self.level + add).min(self.capacity());
             self.last = now;
         }
@@ -52,7 +61,21 @@ impl Bucket {
         if need <= self.level {
             return Some(Duration::ZERO);
         }
-        Some(ns(div_ceil(need - self.level, u128::from(self.limit))))
+        Some(ns(div_ceil(need + self.debt - self.level, u128::from(self.limit))))
+    }
+
+    /// Charges `amount` whether or not it fits: what does not fit becomes a debt that the refill
+    /// pays back first (a refused request charged against the limit, as OpenAI's help centre says
+    /// "unsuccessful requests contribute to your per-minute limit").
+    pub fn charge(&mut self, now: Duration, amount: u64) {
+        self.refill(now);
+        let need = u128::from(amount) * NS_PER_MIN;
+        if need <= self.level {
+            self.level -= need;
+        } else {
+            self.debt += need - self.level;
+            self.level = 0;
+        }
     }
 
     /// Takes `amount` (the caller checked that it fits).
@@ -82,7 +105,10 @@ impl Bucket {
     /// Time until the bucket is full again.
     pub fn reset(&mut self, now: Duration) -> Duration {
         self.refill(now);
-        ns(div_ceil(self.capacity() - self.level, u128::from(self.limit)))
+        ns(div_ceil(
+            self.capacity() + self.debt - self.level,
+            u128::from(self.limit),
+        ))
     }
 }
 
@@ -197,6 +223,14 @@ impl Limit {
             Limit::Window(w) => w.take(now, amount),
         }
     }
+    /// Charges `amount` whether or not it fits (a bucket goes into debt; a window counts past
+    /// its limit until it ends).
+    pub fn charge(&mut self, now: Duration, amount: u64) {
+        match self {
+            Limit::Bucket(b) => b.charge(now, amount),
+            Limit::Window(w) => w.take(now, amount),
+        }
+    }
     /// The limit per its period.
     pub fn limit(&self) -> u64 {
         match self {
@@ -244,6 +278,19 @@ mod tests {
         assert_eq!(b.remaining(S), 10);
         assert_eq!(b.wait_for(S, 11), Some(Duration::from_millis(100)));
         assert_eq!(b.reset(S), Duration::from_secs(59));
+    }
+
+    #[test]
+    fn a_charge_past_empty_is_a_debt_the_refill_pays_first() {
+        // 600 per minute (10/s), drained, then charged 20 more: nothing is available until the
+        // 20 are paid back (2 s), and 10 fit one second after that.
+        let mut b = Bucket::new(600);
+        b.take(Duration::ZERO, 600);
+        b.charge(Duration::ZERO, 20);
+        assert_eq!(b.remaining(S), 0);
+        assert_eq!(b.wait_for(S, 10), Some(Duration::from_secs(2)));
+        assert_eq!(b.remaining(Duration::from_secs(3)), 10);
+        assert_eq!(b.reset(Duration::from_secs(3)), Duration::from_secs(59));
     }
 
     #[test]

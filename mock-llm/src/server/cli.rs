@@ -35,6 +35,9 @@ pub struct Args {
     /// TPM charge rule.
     #[arg(long, value_enum)]
     pub tpm_charge: Option<ChargeArg>,
+    /// What a request refused with 429 costs against the limits.
+    #[arg(long, value_enum)]
+    pub refused_charge: Option<crate::config::RefusedCharge>,
     /// Fixed latency of each answer, in ms.
     #[arg(long)]
     pub base_ms: Option<f64>,
@@ -130,6 +133,9 @@ pub fn provider(args: &Args) -> Result<ProviderConfig, MockError> {
             ProfileArg::Openai => Profile::Openai,
             ProfileArg::Azure => Profile::Azure,
         };
+    }
+    if let Some(c) = args.refused_charge {
+        p.refused_charge = c;
     }
     if let Some(c) = args.tpm_charge {
         p.tpm_charge = match c {
