@@ -43,10 +43,11 @@ fn a_live_run_against_the_mock_agrees_with_the_simulation() {
     // prompt + max_tokens changes the makespan by 10%).
     let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let s = Scenario::parse(FIDELITY, "fidelity").expect("valid");
-    let sim = run_scenario(&s, &[], false).expect("simulates");
+    let fixed = ["fixed".to_owned()];
+    let sim = run_scenario(&s, &fixed, false).expect("simulates");
     let live = run_scenario_live(
         &s,
-        &[],
+        &fixed,
         &Live {
             endpoint: None,
             api_key: None,
@@ -124,7 +125,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
         .map(|_| {
             let r = run_scenario_live(
                 &s,
-                &[],
+                &["fixed".to_owned()],
                 &Live {
                     endpoint: None,
                     api_key: None,
@@ -141,7 +142,9 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
             .map(|seed| {
                 let mut s = Scenario::parse(text, "identical-pool").expect("valid");
                 s.seed = seed;
-                run_scenario(&s, &[], false).expect("simulates").runs[0].summary.clone()
+                run_scenario(&s, &["fixed".to_owned()], false).expect("simulates").runs[0]
+                    .summary
+                    .clone()
             })
             .collect()
     };

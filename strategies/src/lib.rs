@@ -5,6 +5,7 @@
 //! from the scenario's `[strategies.NAME]` table.
 //!
 //! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
+//! - [`cookbook`]: the OpenAI cookbook's parallel processor, the reference to beat;
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -13,6 +14,7 @@
 
 #![warn(missing_docs)]
 
+pub mod cookbook;
 pub mod error;
 pub mod fixed;
 pub mod retry;
@@ -58,7 +60,7 @@ pub trait Strategy: Send + Sync {
 }
 
 /// The names of every strategy, in the order comparisons show them.
-pub const NAMES: &[&str] = &["fixed"];
+pub const NAMES: &[&str] = &["fixed", "cookbook"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
 /// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
@@ -75,6 +77,7 @@ fn build_from(
 ) -> Result<Box<dyn Strategy>, StrategyError> {
     match name {
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
+        "cookbook" => Ok(Box::new(cookbook::Cookbook::new(settings(name, scenario, table)?))),
         _ => Err(StrategyError::Unknown {
             name: name.to_owned(),
             known: NAMES.join(", "),
