@@ -106,6 +106,27 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
             ));
         }
     }
+    for r in runs {
+        let x = &r.summary;
+        if let (Some(j), true) = (x.fairness, x.users.len() > 1)
+            && j < 0.9
+        {
+            let by = |u: &&sim::report::UserFigures| u.throughput_tokens_per_min;
+            let most = x.users.iter().max_by(|a, b| by(a).total_cmp(&by(b)));
+            let least = x.users.iter().min_by(|a, b| by(a).total_cmp(&by(b)));
+            if let (Some(most), Some(least)) = (most, least) {
+                out.push(format!(
+                    "**{}** served its users unevenly (Jain's index {:.2}): {} got {:.0} tokens/min while it had work, {} {:.0}.",
+                    label(r),
+                    j,
+                    most.user,
+                    most.throughput_tokens_per_min,
+                    least.user,
+                    least.throughput_tokens_per_min
+                ));
+            }
+        }
+    }
     if let Some(waster) = runs
         .iter()
         .filter(|r| r.summary.tokens_wasted > 0)

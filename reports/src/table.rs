@@ -46,6 +46,7 @@ pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>
         "ideal",
         "effic.",
         "files ok/fail/cancel/rej",
+        "fair",
         "requests",
         "429s",
         "errors",
@@ -70,6 +71,7 @@ pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>
                     "{}/{}/{}/{}",
                     s.files_completed, s.files_failed, s.files_cancelled, s.files_rejected
                 ),
+                s.fairness.map_or("–".to_owned(), |j| format!("{j:.2}")),
                 s.llm_requests.to_string(),
                 s.llm_throttled.to_string(),
                 s.llm_errors.to_string(),

@@ -115,6 +115,7 @@ struct FileState {
     status: FileStatus,
     in_flight: u32,
     cancel_at: Option<Duration>,
+    ended_at: Option<Duration>,
     token: Option<CancellationToken>,
 }
 
@@ -183,6 +184,7 @@ impl State {
                     status: FileStatus::Pending,
                     in_flight: 0,
                     cancel_at: None,
+                    ended_at: None,
                     token: None,
                 })
                 .collect(),
@@ -321,6 +323,7 @@ impl State {
         debug_assert!(!was.is_final(), "a file reaches a final state once");
         let f = self.file(id);
         f.status = status;
+        f.ended_at = Some(now);
         let cancel_at = f.cancel_at;
         if let Some(t) = f.token.take() {
             t.cancel(); // nothing more to do for this file
@@ -546,6 +549,11 @@ impl State {
     /// The status of a file.
     pub(crate) fn status(&self, id: FileId) -> FileStatus {
         self.files[id.0 as usize].status
+    }
+
+    /// When a file last reached a final state.
+    pub(crate) fn ended_at(&self, id: FileId) -> Option<Duration> {
+        self.files[id.0 as usize].ended_at
     }
 }
 

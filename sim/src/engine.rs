@@ -9,6 +9,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -19,8 +20,8 @@ use crate::bound::{Blackouts, ideal_makespan, ideal_makespans};
 use crate::context::{ProgressFn, RunContext};
 use crate::error::SimError;
 use crate::recorder::EventKind;
-use crate::report::{Mode, Percentiles, RunReport, Summary, buckets, round6};
-use crate::scenario::{Action, CancelTarget, CrashSpec, Scenario};
+use crate::report::{Mode, Percentiles, RunReport, Summary, UserFigures, buckets, round6};
+use crate::scenario::{Action, CancelTarget, CrashSpec, Scenario, UserId};
 use crate::workload::Workload;
 
 /// A strategy, as the engine sees it: called with a context, once at the start and again after
@@ -209,7 +210,7 @@ pub fn cancelled_by_timeline(scenario: &Scenario, workload: &Workload) -> Vec<bo
 
 /// The scenario's disruptions, `[start, end)` in timeline order: each outage, and the
 /// orchestrator's downtime after each crash.
-pub fn disruptions(scenario: &Scenario) -> Vec<(std::time::Duration, std::time::Duration)> {
+pub fn disruptions(scenario: &Scenario) -> Vec<(Duration, Duration)> {
     scenario
         .events()
         .iter()
@@ -227,11 +228,47 @@ pub fn blackouts(scenario: &Scenario) -> Blackouts {
 }
 
 /// The ideal makespan of a scenario's required work: one constant per scenario and seed.
-pub fn required_ideal(scenario: &Scenario, workload: &Workload) -> std::time::Duration {
+pub fn required_ideal(scenario: &Scenario, workload: &Workload) -> Duration {
     let cancelled = cancelled_by_timeline(scenario, workload);
     ideal_makespan(workload, &scenario.provider_config(), &blackouts(scenario), |f, _| {
         !cancelled[f.0 as usize]
     })
+}
+
+/// Each user's required files, completions, kept tokens and throughput while it had work.
+fn user_figures(workload: &Workload, cancelled: &[bool], st: &crate::context::State) -> Vec<UserFigures> {
+    let mut per: std::collections::BTreeMap<UserId, (u64, u64, u64, Duration, Duration)> =
+        std::collections::BTreeMap::new();
+    for f in workload.files() {
+        if cancelled[f.id.0 as usize] {
+            continue;
+        }
+        let e = per.entry(f.user).or_insert((0, 0, 0, Duration::MAX, Duration::ZERO));
+        e.0 += 1;
+        if st.status(f.id) == crate::context::FileStatus::Completed {
+            e.1 += 1;
+        }
+        e.2 += st.results.file_committed_tokens(f.id);
+        e.3 = e.3.min(f.arrival);
+        e.4 = e.4.max(st.ended_at(f.id).unwrap_or(f.arrival));
+    }
+    per.into_iter()
+        .map(|(user, (files, files_completed, tokens_kept, first, last))| {
+            let active = last.saturating_sub(first).as_secs_f64();
+            UserFigures {
+                user,
+                files,
+                files_completed,
+                tokens_kept,
+                active_s: round6(active),
+                throughput_tokens_per_min: if active > 0.0 {
+                    round6(tokens_kept as f64 * 60.0 / active)
+                } else {
+                    0.0
+                },
+            }
+        })
+        .collect()
 }
 
 fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workload: &Workload) -> RunReport {
@@ -252,6 +289,9 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
             chunks_done += u64::from(f.chunks);
         }
     }
+    let users = user_figures(workload, &cancelled, &st);
+    let fairness =
+        crate::report::jain(&users.iter().map(|u| u.throughput_tokens_per_min).collect::<Vec<_>>()).map(round6);
     let completion = if chunks_required == 0 {
         1.0
     } else {
@@ -274,7 +314,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let timeseries = st.recorder.series_until(makespan);
     let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions(scenario), makespan).map(round6);
     let makespan_s = makespan.as_secs_f64();
-    let ratio = |bound: std::time::Duration| {
+    let ratio = |bound: Duration| {
         if makespan_s > 0.0 {
             (bound.as_secs_f64() / makespan_s).min(1.0)
         } else {
@@ -321,6 +361,8 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         orchestration_units: st.units.clone(),
         recovery_s,
         restarts: st.restarts,
+        users,
+        fairness,
         strategy_metrics: st.metrics.clone(),
         wall_time_s: 0.0,
     };

@@ -245,12 +245,53 @@ pub struct Summary {
     pub recovery_s: Option<f64>,
     /// Orchestrator restarts after crashes.
     pub restarts: u32,
+    /// Per user with required work: files, completions, and throughput while the user had work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub users: Vec<UserFigures>,
+    /// Jain's fairness index over the users' throughput (see [`jain`]): 1 when every user got the
+    /// same tokens per minute while it had work, down to 1/n when one user got everything. Null
+    /// when no user had required work.
+    #[serde(default)]
+    pub fairness: Option<f64>,
     /// The strategy's own figures by name (e.g. transitions, deliveries), watched by
     /// `regress --metric NAME`.
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub strategy_metrics: std::collections::BTreeMap<String, f64>,
     /// Wall-clock time the run took, in seconds (the only field that varies between identical runs).
     pub wall_time_s: f64,
+}
+
+/// One user's share of a run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct UserFigures {
+    /// The user.
+    pub user: crate::scenario::UserId,
+    /// Its required files (the timeline does not cancel them).
+    pub files: u64,
+    /// Of those, completed.
+    pub files_completed: u64,
+    /// Tokens of its kept results.
+    pub tokens_kept: u64,
+    /// From its first file's arrival to its last file's final state, in seconds.
+    pub active_s: f64,
+    /// `tokens_kept` per minute of `active_s`: what the user was served while it had work.
+    pub throughput_tokens_per_min: f64,
+}
+
+/// Jain's fairness index of allocations `x` (Jain, Chiu and Hawe, DEC-TR-301, 1984):
+/// `(Σx)² / (n·Σx²)`, 1 when all are equal, 1/n when one gets everything. `None` for no
+/// allocations; 1 when all are zero (equally nothing).
+pub fn jain(x: &[f64]) -> Option<f64> {
+    if x.is_empty() {
+        return None;
+    }
+    let sum: f64 = x.iter().sum();
+    let squares: f64 = x.iter().map(|v| v * v).sum();
+    Some(if squares == 0.0 {
+        1.0
+    } else {
+        sum * sum / (x.len() as f64 * squares)
+    })
 }
 
 /// Percentiles of a distribution.
@@ -293,4 +334,19 @@ pub fn buckets(h: &hdrhistogram::Histogram<u64>, scale: f64) -> Vec<(f64, u64)> 
             )
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jains_index_is_one_when_equal_and_one_over_n_when_one_takes_all() {
+        assert_eq!(jain(&[5.0, 5.0, 5.0]), Some(1.0));
+        assert_eq!(jain(&[9.0, 0.0, 0.0]), Some(1.0 / 3.0));
+        assert_eq!(jain(&[0.0, 0.0]), Some(1.0), "equally nothing");
+        assert_eq!(jain(&[]), None);
+        // Two users at 1 and 3: (4)^2 / (2 × 10) = 0.8.
+        assert_eq!(jain(&[1.0, 3.0]), Some(0.8));
+    }
 }

@@ -217,6 +217,11 @@ impl ResultStore {
         self.files.iter().map(|f| u64::from(f.committed)).sum()
     }
 
+    /// Tokens spent on a file's committed results.
+    pub fn file_committed_tokens(&self, file: FileId) -> u64 {
+        self.files[file.0 as usize].committed_tokens
+    }
+
     /// Tokens spent on committed results.
     pub fn committed_tokens(&self) -> u64 {
         self.files.iter().map(|f| f.committed_tokens).sum()

@@ -538,3 +538,54 @@ mod exactly_once {
         }
     }
 }
+
+#[test]
+fn serving_one_user_before_the_other_scores_lower_fairness_than_taking_turns() {
+    // Eight files at once from two users, processed one chunk at a time. Served user by user,
+    // the second user waits for all of the first's work: same tokens over a longer span, a lower
+    // throughput while it had work, and a lower Jain's index than serving them in turns.
+    let base = scenario(8, "");
+    let s = Scenario::parse(&base.source.text.replace("[workload]", "[workload]\nusers = 2"), "fair").expect("valid");
+    let order = |by_user: bool| {
+        move |ctx: RunContext| -> Run {
+            Box::pin(async move {
+                let mut files = vec![];
+                while let Some(f) = ctx.next_file().await {
+                    files.push(f);
+                }
+                if by_user {
+                    files.sort_by_key(|f| f.user);
+                } else {
+                    let (mut a, mut b): (Vec<_>, Vec<_>) = files.into_iter().partition(|f| f.user.0 == 0);
+                    files = vec![];
+                    while !a.is_empty() || !b.is_empty() {
+                        files.extend(a.pop());
+                        files.extend(b.pop());
+                    }
+                }
+                for file in files {
+                    for &c in &file.chunks {
+                        let a = answer(&ctx, file.id, c).await;
+                        ctx.chunk_done(file.id, c, a);
+                    }
+                }
+            })
+        }
+    };
+    let (grouped, turns) = (run(&s, &order(true)), run(&s, &order(false)));
+    let (g, t) = (&grouped.summary, &turns.summary);
+    assert_eq!(g.users.len(), 2);
+    assert!(
+        g.users.iter().all(|u| u.files > 0),
+        "both users have files: {:?}",
+        g.users
+    );
+    let kept: u64 = g.users.iter().map(|u| u.tokens_kept).sum();
+    assert_eq!(
+        kept, g.tokens_billed,
+        "every billed token was kept, and belongs to one user"
+    );
+    let (fg, ft) = (g.fairness.expect("users"), t.fairness.expect("users"));
+    assert!(fg < ft, "served by user {fg} should be less fair than in turns {ft}");
+    assert!(ft > 0.9, "{ft}");
+}
