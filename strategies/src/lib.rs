@@ -6,6 +6,7 @@
 //!
 //! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
 //! - [`cookbook`]: the OpenAI cookbook's parallel processor, the reference to beat;
+//! - [`adaptive`]: fan-out under a feedback controller (a header-learning token pacer, or AIMD);
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -14,6 +15,7 @@
 
 #![warn(missing_docs)]
 
+pub mod adaptive;
 pub mod cookbook;
 pub mod error;
 pub mod fixed;
@@ -60,7 +62,7 @@ pub trait Strategy: Send + Sync {
 }
 
 /// The names of every strategy, in the order comparisons show them.
-pub const NAMES: &[&str] = &["fixed", "cookbook"];
+pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
 /// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
@@ -78,6 +80,7 @@ fn build_from(
     match name {
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
         "cookbook" => Ok(Box::new(cookbook::Cookbook::new(settings(name, scenario, table)?))),
+        "adaptive" => Ok(Box::new(adaptive::Adaptive::new(settings(name, scenario, table)?))),
         _ => Err(StrategyError::Unknown {
             name: name.to_owned(),
             known: NAMES.join(", "),
