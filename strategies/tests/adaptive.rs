@@ -108,3 +108,63 @@ fn the_aimd_controller_completes_the_squeeze_where_a_fixed_pool_fails() {
     assert!(f.completion < 0.5, "the fixed pool's retry stampede: {}", f.completion);
     assert!(a.llm_throttled > 0);
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 16, ..ProptestConfig::default() })]
+
+        /// Whatever the time and the new value, a `max-parallelism` change shows as the
+        /// controller's limit within one control interval (1 s) under either controller, and the
+        /// limit never exceeds the value in force.
+        #[test]
+        fn a_parameter_change_is_obeyed_within_one_control_interval(
+            at_ms in 5_000u64..600_000, value in 1u32..16, aimd: bool,
+        ) {
+            let controller = if aimd { "aimd" } else { "pacer" };
+            let s = squeeze_with(&format!(
+                "[strategies.adaptive]\ncontroller = \"{controller}\"\n[[timeline]]\nat = \"{at_ms}ms\"\nset = {{ max-parallelism = {value} }}\n"
+            ));
+            let r = run("adaptive", &s);
+            let after = (at_ms / 1000 + 1) as usize;
+            prop_assume!(after + 1 < r.timeseries.len());
+            for row in &r.timeseries[after..] {
+                let limit = row.concurrency_limit.expect("adaptive records its limit");
+                if aimd {
+                    prop_assert!(limit <= value, "second {}: limit {} above {}", row.second, limit, value);
+                } else {
+                    prop_assert_eq!(limit, value, "second {}", row.second);
+                }
+            }
+            for row in &r.timeseries[..(at_ms / 1000) as usize] {
+                prop_assert!(row.concurrency_limit.expect("recorded") <= 2, "before the change the limit is at most 2");
+            }
+        }
+
+        /// Wherever cancellations of files, users or the run fall, a cancelled file has no call
+        /// in flight the moment it is cancelled (cancellation latency zero), and every file ends
+        /// in one final state.
+        #[test]
+        fn cancellation_leaves_no_call_in_flight(
+            cancels in proptest::collection::vec((1_000u64..900_000, 0u8..3, 1u32..=100), 1..5),
+        ) {
+            let mut extra = String::new();
+            for (at, kind, n) in &cancels {
+                let target = match kind {
+                    0 => format!("file = \"file-{n}\""),
+                    1 => format!("user = \"user-{}\"", n % 4 + 1),
+                    _ => "run = true".to_owned(),
+                };
+                extra.push_str(&format!("[[timeline]]\nat = \"{at}ms\"\ncancel = {{ {target} }}\n"));
+            }
+            let r = run("adaptive", &squeeze_with(&extra));
+            let x = &r.summary;
+            if let Some(c) = x.cancel_latency_s {
+                prop_assert_eq!(c.max, 0.0);
+            }
+            prop_assert_eq!(x.files_completed + x.files_failed + x.files_cancelled + x.files_rejected, x.files_total);
+        }
+    }
+}
