@@ -442,6 +442,12 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 extra_root_pem: live.extra_root_pem.clone(),
                 time_scale: live.time_scale,
             })?;
+            if let Err(cause) = backend.preflight().await {
+                anyhow::bail!(
+                    "cannot reach the endpoint {base}: {cause}",
+                    base = live.endpoint.as_deref().unwrap_or("(the bundled mock)")
+                );
+            }
             let run = |ctx: sim::RunContext| -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + '_>> {
                 strategy.run(ctx)
             };

@@ -276,3 +276,32 @@ fn regress_exits_one_on_a_regression_and_zero_otherwise() {
         "fewer workers means fewer 429s: watching only 429s, nothing regressed"
     );
 }
+
+#[test]
+fn a_live_run_against_an_endpoint_nobody_serves_fails_at_once_with_the_cause() {
+    // Port 1 on loopback refuses connections. Before this check every strategy retried its
+    // transport errors for hours (adaptive's first probe never got an answer); now the run stops
+    // before it starts, with an error that names the endpoint and the refusal (exit 2 in main).
+    let dir = temp_dir("unreachable");
+    let err = run_cli(&[
+        "run",
+        "tpm-squeeze",
+        "--strategy",
+        "adaptive",
+        "--live",
+        "--endpoint",
+        "http://127.0.0.1:1/v1",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+    ])
+    .expect_err("an unreachable endpoint is an error");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("cannot reach the endpoint http://127.0.0.1:1/v1") && text.contains("onnection refused"),
+        "{text}"
+    );
+    assert!(
+        !dir.join("report.json").exists(),
+        "no report for a run that never started"
+    );
+}

@@ -65,6 +65,33 @@ impl HttpBackend {
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
         Ok(Self { client, url, config })
     }
+
+    /// Checks, before a run, that the endpoint answers at all: `GET BASE/models` within 10 s.
+    /// Any HTTP answer counts (a 401 or 404 still proves a server is there); a refused
+    /// connection, a failed TLS handshake or a timeout is returned with its cause, so that a
+    /// run against an endpoint that cannot be reached fails at once instead of retrying forever.
+    pub async fn preflight(&self) -> Result<(), String> {
+        let url = format!("{}/models", self.config.base_url.trim_end_matches('/'));
+        let mut r = self.client.get(&url).timeout(Duration::from_secs(10));
+        if let Some(k) = &self.config.api_key {
+            r = r.bearer_auth(k);
+        }
+        r.send().await.map(drop).map_err(|e| causes(&e))
+    }
+}
+
+/// An error and its causes, each said once (reqwest's own text names only the URL).
+fn causes(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = vec![e.to_string()];
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        source = s.source();
+    }
+    parts.join(": ")
 }
 
 /// A prompt of `tokens` tokens as the mock counts them: the cookbook's chat overhead (2 + 4 per

@@ -84,7 +84,7 @@ fn check_strategy_keys(extra: &BTreeMap<String, f64>) -> Result<(), String> {
             ));
         }
         if !v.is_finite() {
-            return Err(format!("`{k}` = {v} is not a finite number"));
+            return Err(format!("`{k}` = {v:?} is not a finite number"));
         }
     }
     Ok(())

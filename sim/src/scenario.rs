@@ -362,7 +362,7 @@ impl TryFrom<RawNetwork> for Network {
     fn try_from(r: RawNetwork) -> Result<Self, String> {
         for (key, v) in [("base_ms", r.base_ms), ("jitter_ms", r.jitter_ms)] {
             if !(v.is_finite() && (0.0..=60_000.0).contains(&v)) {
-                return Err(format!("network `{key}` = {v} must lie in [0, 60000] (milliseconds)"));
+                return Err(format!("network `{key}` = {v:?} must lie in [0, 60000] (milliseconds)"));
             }
         }
         Ok(Network {

@@ -73,7 +73,7 @@ impl TryFrom<RawBackoff> for Backoff {
     type Error = String;
     fn try_from(r: RawBackoff) -> Result<Self, String> {
         if !(r.rate.is_finite() && (1.0..=100.0).contains(&r.rate)) {
-            return Err(format!("backoff `rate` = {} must lie in [1, 100]", r.rate));
+            return Err(format!("backoff `rate` = {:?} must lie in [1, 100]", r.rate));
         }
         if r.initial.0 > r.max.0 {
             return Err(format!(

@@ -168,3 +168,11 @@ mod properties {
         }
     }
 }
+
+#[test]
+fn a_zero_control_interval_is_refused_rather_than_spinning() {
+    // A zero interval would loop without letting paused time advance: the run would hang.
+    let s = squeeze_with("[strategies.adaptive]\ninterval = \"0s\"\n");
+    let err = strategies::build("adaptive", &s).err().expect("refused").to_string();
+    assert!(err.contains("interval `0s` must lie between 1ms and 1h"), "{err}");
+}

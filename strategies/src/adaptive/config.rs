@@ -27,9 +27,10 @@ pub struct AdaptiveConfig {
     /// `pacer` (default) or `aimd`.
     #[serde(default)]
     pub controller: Controller,
-    /// How often the controller reads the parameter store and adjusts. Default `"1s"`.
+    /// How often the controller reads the parameter store and adjusts, from 1 ms to 1 h.
+    /// Default `"1s"`.
     #[serde(default = "default_interval")]
-    pub interval: Dur,
+    pub interval: Interval,
     /// AIMD's multiplicative decrease on a drop, in (0, 1). Default 0.7 (CUBIC's β, as the AWS
     /// SDKs' adaptive retry uses).
     #[serde(default = "default_decrease")]
@@ -66,7 +67,7 @@ impl TryFrom<f64> for Decrease {
         if v > 0.0 && v < 1.0 {
             Ok(Decrease(v))
         } else {
-            Err(format!("{v} must lie in (0, 1)"))
+            Err(format!("{v:?} must lie in (0, 1)"))
         }
     }
 }
@@ -77,8 +78,32 @@ impl From<Decrease> for f64 {
     }
 }
 
-fn default_interval() -> Dur {
-    Dur(std::time::Duration::from_secs(1))
+/// A control interval: from 1 ms (the virtual clock's resolution; a zero interval would spin
+/// without letting time advance) to 1 h.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "Dur", into = "Dur")]
+pub struct Interval(pub Dur);
+
+impl TryFrom<Dur> for Interval {
+    type Error = String;
+    fn try_from(d: Dur) -> Result<Self, String> {
+        let ms = std::time::Duration::from_millis(1);
+        if (ms..=std::time::Duration::from_secs(3600)).contains(&d.0) {
+            Ok(Interval(d))
+        } else {
+            Err(format!("interval `{}` must lie between 1ms and 1h", String::from(d)))
+        }
+    }
+}
+
+impl From<Interval> for Dur {
+    fn from(i: Interval) -> Dur {
+        i.0
+    }
+}
+
+fn default_interval() -> Interval {
+    Interval(Dur(std::time::Duration::from_secs(1)))
 }
 fn default_decrease() -> Decrease {
     Decrease(0.7)

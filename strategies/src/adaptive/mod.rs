@@ -324,7 +324,7 @@ async fn call(
 /// Every `interval`: read the parameter store, adjust the limit and the budget, record gauges.
 async fn control(ctx: RunContext, shared: Arc<Shared>, config: AdaptiveConfig) {
     loop {
-        ctx.sleep(config.interval.0).await;
+        ctx.sleep(config.interval.0.0).await;
         let now = ctx.now();
         let (max_parallelism, target, threshold) = ctx.params().shared();
         let (limit, rate, queued) = {

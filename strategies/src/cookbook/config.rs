@@ -54,7 +54,7 @@ impl TryFrom<f64> for Budget {
         if v.is_finite() && (1.0..=1e15).contains(&v) {
             Ok(Budget(v))
         } else {
-            Err(format!("{v} must be a number in [1, 1e15] (per minute)"))
+            Err(format!("{v:?} must be a number in [1, 1e15] (per minute)"))
         }
     }
 }
