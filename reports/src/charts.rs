@@ -224,12 +224,15 @@ fn line_chart(id: &str, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line
     })
 }
 
-/// One chart per strategy gauge (see `RunContext::gauge`), each run's values over time.
+/// One chart per strategy gauge (see `RunContext::gauge`), each run's values over time; a gauge
+/// that stayed at zero in every run says nothing and gets no chart.
 fn gauges(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
     let names: std::collections::BTreeSet<&String> = report
         .runs
         .iter()
-        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.keys()))
+        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.iter()))
+        .filter(|(_, v)| **v != 0.0)
+        .map(|(name, _)| name)
         .collect();
     names
         .into_iter()

@@ -386,11 +386,6 @@ impl Network {
     pub fn delay(&self, u: f64) -> Duration {
         Duration::from_secs_f64((self.base_ms + self.jitter_ms * u) / 1000.0)
     }
-
-    /// Whether it adds nothing (an ideal network).
-    pub fn is_ideal(&self) -> bool {
-        self.base_ms == 0.0 && self.jitter_ms == 0.0
-    }
 }
 
 fn default_timeout() -> Dur {
