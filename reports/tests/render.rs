@@ -378,6 +378,13 @@ fn a_strategys_gauges_metrics_and_artifacts_reach_every_output() {
         charts.iter().any(|c| c.id == "gauge-queue_depth"),
         "a chart of the gauge"
     );
+    // A gauge that stayed at zero says nothing: no empty chart for it.
+    let mut idle = r.clone();
+    for row in &mut idle.runs[0].timeseries {
+        row.gauges.insert("idle".into(), 0.0);
+    }
+    let charts = reports::charts::all(&idle).expect("charts");
+    assert!(!charts.iter().any(|c| c.id == "gauge-idle"));
 
     let dir = temp_dir("figures");
     let written = reports::write_dir(&dir, &r).expect("writes");
