@@ -5,6 +5,7 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("baseline", include_str!("../scenarios/baseline.toml")),
     ("tpm-squeeze", include_str!("../scenarios/tpm-squeeze.toml")),
     ("rpm-squeeze", include_str!("../scenarios/rpm-squeeze.toml")),
+    ("tpm-cut", include_str!("../scenarios/tpm-cut.toml")),
     ("outage", include_str!("../scenarios/outage.toml")),
     ("cancel", include_str!("../scenarios/cancel.toml")),
     ("tenants", include_str!("../scenarios/tenants.toml")),

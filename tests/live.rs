@@ -115,7 +115,9 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
     // Live: three runs over loopback HTTP at time scale 5 (about 12 s each; a debug build's
     // client is slow enough that a higher scale distorts its timing). Simulated: the mean over
     // 12 seeds of the network's draws. The pool's figures depend on which request wins
-    // each refill; with the simulated network they agree within 5% (measured: within 1-3%).
+    // each refill; with the simulated network they agree within 8% (seen over six runs of this
+    // test, on this 2-core machine and on CI: 0.7-5.3% apart, the widest on failed files, a
+    // mean of three small counts, and on requests, about 3% fewer live).
     // The control: on an ideal network (every retry at the same virtual millisecond, served in a
     // fixed order) the simulation is far off (measured: 26% longer, 23% more requests, 35%
     // fewer failures), so this test fails if the transport model is lost.
@@ -155,7 +157,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
         ("requests", m[1], l[1]),
         ("failed files", m[2], l[2]),
     ] {
-        assert!(within(x, y, 0.05), "{what}: simulated {x}, live {y}");
+        assert!(within(x, y, 0.08), "{what}: simulated {x}, live {y}");
     }
     assert!(
         l[2] > 25.0,
@@ -164,7 +166,7 @@ fn a_pool_of_identical_requests_matches_its_live_twin_because_the_network_orders
     let ideal = IDENTICAL_POOL.replace("[params]", "[client]\nnetwork = { jitter_ms = 0 }\n[params]");
     let i = means(&simulated(&ideal));
     assert!(
-        (0..3).any(|k| !within(i[k], l[k], 0.05)),
+        (0..3).any(|k| !within(i[k], l[k], 0.15)),
         "an ideal network should not match the live run: {i:?} against {l:?}"
     );
 }
@@ -174,4 +176,87 @@ fn time_scale_is_only_for_live_runs() {
     use clap::Parser;
     let err = orchbench::Cli::try_parse_from(["orchbench", "run", "--time-scale", "5"]).expect_err("needs --live");
     assert!(err.to_string().contains("--live"), "{err}");
+}
+
+/// For the cookbook: 160 small requests (200 tokens charged each) against 24,000 TPM, a bucket of
+/// 120 requests, and a processor whose budget (45,000, from the default target) overshoots it:
+/// it bursts, meets 429s, pauses 15 s, and bursts again, as the script does.
+const COOKBOOK_LIVE: &str = r#"
+name = "cookbook-live"
+seed = 4
+[workload]
+files = 32
+chunks_per_file = { dist = "fixed", value = 5 }
+prompt_tokens = { dist = "fixed", value = 100 }
+completion_tokens = { dist = "fixed", value = 50 }
+max_tokens = 100
+[provider]
+tpm = 24000
+latency = { base_ms = 300, per_output_token_ms = 2, sigma = 0 }
+[client]
+network = { jitter_ms = 1 }
+"#;
+
+/// Runs `name` simulated and live at `time_scale`, and holds makespan within 5% and requests
+/// within `requests_tolerance`.
+fn live_agrees_with_simulation(text: &str, name: &str, time_scale: f64, requests_tolerance: f64) {
+    let s = Scenario::parse(text, "live-twin").expect("valid");
+    let only = [name.to_owned()];
+    let sim = run_scenario(&s, &only, false).expect("simulates");
+    let live = run_scenario_live(
+        &s,
+        &only,
+        &Live {
+            endpoint: None,
+            api_key: None,
+            time_scale,
+            extra_root_pem: None,
+        },
+    )
+    .expect("runs live");
+    let (a, b) = (&sim.runs[0].summary, &live.runs[0].summary);
+    eprintln!(
+        "{name}: simulated {} requests, {} 429s, {} s; live {} requests, {} 429s, {} s",
+        a.llm_requests, a.llm_throttled, a.makespan_s, b.llm_requests, b.llm_throttled, b.makespan_s
+    );
+    assert_eq!(b.chunks_validated, a.chunks_validated, "{name}");
+    assert_eq!(
+        b.results_digest, a.results_digest,
+        "{name}: the same verdicts, over HTTP"
+    );
+    for (what, x, y, tolerance) in [
+        (
+            "requests",
+            a.llm_requests as f64,
+            b.llm_requests as f64,
+            requests_tolerance,
+        ),
+        ("makespan", a.makespan_s, b.makespan_s, 0.05),
+    ] {
+        assert!(within(x, y, tolerance), "{name} {what}: simulated {x}, live {y}");
+    }
+}
+
+#[test]
+fn an_adaptive_live_run_agrees_with_its_simulation() {
+    // FIDELITY's first 20 files (100 requests of 1,000 tokens against 30,000 TPM, about 2.5 min
+    // of scenario time) at time scale 10. The pacer sends nothing the provider would refuse, so
+    // requests and makespan follow the limit in both modes (measured: 100 requests and no 429
+    // in both; makespan 141.4 s simulated, 143.5-145.4 s live).
+    let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    live_agrees_with_simulation(&FIDELITY.replace("files = 40", "files = 20"), "adaptive", 10.0, 0.05);
+}
+
+#[test]
+fn a_cookbook_live_run_agrees_with_its_simulation() {
+    // In real time (about 30 s): the script's main loop sleeps 1 ms per pass and sends at most
+    // one request per pass, and a real timer cannot sleep less than 1 ms of real time, so any
+    // time scale slows its bursts by the scale (at scale 10 it sends 9% fewer requests than its
+    // simulation). Even in real time a pass takes 1-2 ms live (tokio's timer wheel rounds a
+    // 1 ms sleep up to the next tick), so a burst meets its first 429 after fewer sends:
+    // measured 9-10 429s live against 23 simulated, 169-170 requests against 183 (7-8%), and the
+    // same makespan within 1%. Requests are held within 10%, makespan within 5%; a processor
+    // without its 15 s pause, or with a wrong bucket, misses both by far more.
+    let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    live_agrees_with_simulation(COOKBOOK_LIVE, "cookbook", 1.0, 0.10);
 }

@@ -257,8 +257,20 @@ impl Provider {
         }
     }
 
-    /// The rate-limit values at `now`.
+    /// The rate-limit values at `now`. The azure profile sends only `x-ratelimit-remaining-*`,
+    /// counted in the current window (Azure OpenAI sends no limit or reset headers: C. Siebler,
+    /// "Understanding Azure OpenAI's x-ratelimit-remaining-tokens and
+    /// x-ratelimit-remaining-requests headers", whose 120 RPM deployment reports 19 requests left
+    /// after one: a 10 s window of 20).
     pub fn headers(&mut self, now: Duration) -> RateLimitHeaders {
+        let mut h = self.all_headers(now);
+        if self.config.profile == crate::config::Profile::Azure {
+            (h.limit_requests, h.limit_tokens, h.reset_requests, h.reset_tokens) = (None, None, None, None);
+        }
+        h
+    }
+
+    fn all_headers(&mut self, now: Duration) -> RateLimitHeaders {
         let (req, tok) = (self.requests.as_mut(), self.tokens.as_mut());
         let (limit_requests, remaining_requests, reset_requests) = match req {
             Some(l) => (Some(l.limit()), Some(l.remaining(now)), Some(l.reset(now))),

@@ -36,9 +36,9 @@ impl Chart {
         }
         match self.id.as_str() {
             "tokens" => {
-                "Tokens used (prompt + completion) per minute. TPM is charged as prompt + max_tokens at admission, so use \
-                 stays under the line when answers are shorter than max_tokens; the bucket starts full, so the first \
-                 minute can burst above it."
+                "Tokens the provider charged against its TPM limit (prompt + max_tokens of each admitted request) per \
+                 minute, against the limit; thin lines are a controller's own token-rate target (a `*_tpm` gauge). The \
+                 bucket starts full, so the first minute can burst above the line."
             }
             "in-flight" => {
                 "Concurrent LLM calls; a lighter line shows the strategy's own concurrency limit where it has one."
@@ -51,7 +51,10 @@ impl Chart {
             }
             "file-latency" => "Share of completed files that finished within a given time of arriving.",
             "cancel-latency" => "How long after a cancellation the file's last LLM call ended (p99).",
-            "recovery" => "Time after an outage or crash ends until validation is back at 90% of its earlier pace.",
+            "recovery" => {
+                "Time after an outage or crash ends until validation is back at 90% of its earlier pace, or after a \
+                 limit change until the run keeps pace with 90% of the new limit (the longest of them)."
+            }
             "cost" => "LLM tokens at the model's prices (solid) and orchestration units (light), in US dollars.",
             "sweep-throughput" => "Throughput at each value of the swept parameter.",
             "sweep-429-rate" => "Share of requests refused with 429 at each value.",
@@ -317,17 +320,40 @@ fn compact(v: f64) -> String {
 }
 
 fn tokens_per_minute(report: &ReportFile) -> Result<Chart, ReportError> {
-    let mut lines: Vec<Line> = report
-        .runs
-        .iter()
-        .map(|r| Line {
+    let mut lines: Vec<Line> = Vec::new();
+    for r in &report.runs {
+        // Reports written before the `charged` column carry only the tokens used.
+        let has_charged = r.timeseries.iter().any(|row| row.charged > 0);
+        let pick = move |row: &SecondRow| if has_charged { row.charged } else { row.tokens } as f64;
+        lines.push(Line {
             name: label(r),
             colour: colour(&r.strategy).to_rgba(),
             width: 2,
-            points: downsample(per_minute(&r.timeseries, |row| row.tokens as f64), mean),
+            points: downsample(per_minute(&r.timeseries, pick), mean),
             legend: true,
-        })
-        .collect();
+        });
+        // A controller's token-rate target, drawn thin in the run's colour.
+        let targets: std::collections::BTreeSet<&String> = r
+            .timeseries
+            .iter()
+            .flat_map(|row| row.gauges.keys())
+            .filter(|g| g.ends_with("_tpm"))
+            .collect();
+        for g in targets {
+            let points = r
+                .timeseries
+                .iter()
+                .map(|row| (row.second as f64 / 60.0, row.gauges.get(g).copied().unwrap_or(0.0)))
+                .collect();
+            lines.push(Line {
+                name: format!("{} {g}", label(r)),
+                colour: colour(&r.strategy).mix(0.5),
+                width: 1,
+                points: downsample(points, max),
+                legend: true,
+            });
+        }
+    }
     if let Some(tpm) = report.scenario.tpm {
         let end = lines
             .iter()
@@ -344,7 +370,7 @@ fn tokens_per_minute(report: &ReportFile) -> Result<Chart, ReportError> {
     }
     line_chart(
         "tokens",
-        "Tokens per minute (trailing 60 s)",
+        "Tokens charged per minute (trailing 60 s) against the TPM limit",
         "time (min)",
         "tokens per minute",
         lines,

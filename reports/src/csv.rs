@@ -6,8 +6,7 @@ use sim::ReportFile;
 
 /// The fixed columns of `timeseries.csv`; one `gauge:NAME` column per strategy gauge follows
 /// (empty where a run has no such gauge).
-pub const HEADER: &str =
-    "strategy,mode,second,requests,throttled,errors,tokens,in_flight_max,chunks_validated,files_done,concurrency_limit";
+pub const HEADER: &str = "strategy,mode,second,requests,throttled,errors,tokens,charged,in_flight_max,chunks_validated,files_done,concurrency_limit";
 
 /// The CSV text (strategy names are plain identifiers, so no quoting is needed; gauge names
 /// are quoted when they need it).
@@ -36,7 +35,7 @@ pub fn timeseries(report: &ReportFile) -> String {
             let limit = r.concurrency_limit.map(|l| l.to_string()).unwrap_or_default();
             write!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{},{},{},{}",
                 run.strategy,
                 mode,
                 r.second,
@@ -44,6 +43,7 @@ pub fn timeseries(report: &ReportFile) -> String {
                 r.throttled,
                 r.errors,
                 r.tokens,
+                r.charged,
                 r.in_flight_max,
                 r.chunks_validated,
                 r.files_done,

@@ -478,7 +478,7 @@ impl State {
         id: FileId,
         sent: Duration,
         now: Duration,
-        outcome: Option<Result<mock_llm::Usage, bool>>,
+        outcome: Option<Result<(mock_llm::Usage, u64), bool>>,
     ) {
         self.recorder.request_ended(sent, now, outcome);
         let f = self.file(id);
@@ -576,6 +576,8 @@ struct Shared {
     panics: Mutex<Vec<String>>,
     progress: Option<ProgressFn>,
     time_scale: f64,
+    /// How the provider charges a request against TPM (for the `charged` column).
+    tpm_charge: mock_llm::TpmCharge,
 }
 
 /// What a strategy sees of a run. Cheap to clone (one `Arc`).
@@ -654,6 +656,7 @@ impl RunContext {
         let state = State::new(workload.clone(), scenario.quotas, scenario.results);
         RunContext {
             shared: Arc::new(Shared {
+                tpm_charge: scenario.provider_config().tpm_charge,
                 backend,
                 workload,
                 params: ParamStore::new(scenario.params.clone()),
@@ -796,6 +799,10 @@ impl RunContext {
             sent,
             armed: true,
         };
+        let (file, charge) = (
+            req.file,
+            self.shared.tpm_charge.charge(req.prompt_tokens, req.max_tokens),
+        );
         let mut result = self.shared.backend.complete(req).await;
         guard.armed = false;
         let now = self.now();
@@ -808,10 +815,10 @@ impl RunContext {
             Err(_) => {}
         }
         let outcome = match &result {
-            Ok(r) => Ok(r.usage),
+            Ok(r) => Ok((r.usage, charge)),
             Err(e) => Err(e.is_throttle()),
         };
-        self.with_state(|st| st.call_ended(req.file, sent, now, Some(outcome)));
+        self.with_state(|st| st.call_ended(file, sent, now, Some(outcome)));
         result
     }
 

@@ -222,6 +222,44 @@ pub fn disruptions(scenario: &Scenario) -> Vec<(Duration, Duration)> {
         .collect()
 }
 
+/// What a run has to recover from (see `sim::recovery`): the outages and crashes, and every
+/// change of the provider's limits with the limits in force after it.
+pub fn recoveries(scenario: &Scenario, workload: &Workload) -> Vec<crate::recovery::Disruption> {
+    use crate::recovery::Disruption;
+    let mut out: Vec<Disruption> = disruptions(scenario)
+        .into_iter()
+        .map(|(start, end)| Disruption::Down { start, end })
+        .collect();
+    let provider = scenario.provider_config();
+    let (mut tpm, mut rpm) = (provider.tpm.map(|l| l.get()), provider.rpm.map(|l| l.get()));
+    let mut largest_charge = None;
+    for e in scenario.events() {
+        if let Action::Limits(l) = e.action {
+            tpm = l.tpm.map(|v| v.get()).or(tpm);
+            rpm = l.rpm.map(|v| v.get()).or(rpm);
+            let largest = *largest_charge.get_or_insert_with(|| {
+                workload
+                    .files()
+                    .iter()
+                    .flat_map(|f| (0..f.chunks).map(move |c| (f.id, c)))
+                    .map(|(f, c)| {
+                        let spec = workload.chunk(f, c);
+                        provider.charge(spec.prompt_tokens, spec.max_tokens)
+                    })
+                    .max()
+                    .unwrap_or(0)
+            });
+            out.push(Disruption::Limits {
+                at: e.at.0,
+                tpm,
+                rpm,
+                largest_charge: largest,
+            });
+        }
+    }
+    out
+}
+
 /// The intervals in which no request can be admitted whatever the strategy: the disruptions.
 pub fn blackouts(scenario: &Scenario) -> Blackouts {
     Blackouts::new(disruptions(scenario))
@@ -312,7 +350,8 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let prompt_billed = provider_stats.map_or(st.recorder.prompt_tokens_answered, |s| s.prompt_tokens_billed);
     let cost = scenario.pricing.cost(prompt_billed, billed - prompt_billed, &st.units);
     let timeseries = st.recorder.series_until(makespan);
-    let recovery_s = crate::recovery::longest_recovery(&timeseries, &disruptions(scenario), makespan).map(round6);
+    let recovery_s =
+        crate::recovery::longest_recovery(&timeseries, &recoveries(scenario, workload), makespan).map(round6);
     let makespan_s = makespan.as_secs_f64();
     let ratio = |bound: Duration| {
         if makespan_s > 0.0 {

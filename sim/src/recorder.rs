@@ -27,6 +27,11 @@ pub struct SecondRow {
     pub errors: u32,
     /// Tokens (prompt + completion) of the successful requests sent in this second.
     pub tokens: u64,
+    /// What the provider charged against its TPM limit for the successful requests sent in this
+    /// second, by its `tpm_charge` rule (prompt + `max_tokens` by default). This, not `tokens`,
+    /// is what a TPM limit caps; recovery after a limit change is measured on it.
+    #[serde(default)]
+    pub charged: u64,
     /// Most LLM calls in flight at once during this second.
     pub in_flight_max: u32,
     /// Chunk results stored in this second.
@@ -185,18 +190,21 @@ impl Recorder {
         row.in_flight_max = row.in_flight_max.max(in_flight);
     }
 
-    /// A request sent at `sent` ended at `now`: `Ok(usage)` answered, `Err(true)` throttled,
-    /// `Err(false)` failed; `None` when the caller gave up on it (cancelled or crashed).
-    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<Usage, bool>>) {
+    /// A request sent at `sent` ended at `now`: `Ok((usage, charge))` answered (`charge`: what
+    /// the provider counted against its TPM limit), `Err(true)` throttled, `Err(false)` failed;
+    /// `None` when the caller gave up on it (cancelled or crashed).
+    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<(Usage, u64), bool>>) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.row(now);
         match outcome {
-            Some(Ok(usage)) => {
+            Some(Ok((usage, charge))) => {
                 let tokens = usage.total();
                 self.tokens_answered += tokens;
                 self.prompt_tokens_answered += u64::from(usage.prompt_tokens);
                 self.llm_latency_us.saturating_record((now - sent).as_micros() as u64);
-                self.row(sent).tokens += tokens;
+                let row = self.row(sent);
+                row.tokens += tokens;
+                row.charged += charge;
             }
             Some(Err(true)) => {
                 self.throttled += 1;

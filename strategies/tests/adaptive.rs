@@ -15,14 +15,15 @@ fn shipped(text: &str, seed: u64) -> Scenario {
 }
 
 #[test]
-fn the_pacer_fills_the_binding_limit_without_429s_and_beats_the_cookbook_for_20_seeds() {
+fn the_pacer_fills_the_binding_limit_without_429s_beats_the_cookbook_and_ties_the_best_fixed_for_20_seeds() {
     // The goal, on both shipped squeezes (TPM-bound and RPM-bound), for 20 seeds each:
     // every file completed, efficiency at least 97% of the ideal, at most 0.5% of requests
-    // throttled, and a shorter makespan than the cookbook's processor. (Speed is not measured
-    // here: these are simulated figures, exact for a seed.)
-    for (scenario, text) in [
-        ("tpm-squeeze", include_str!("../../scenarios/tpm-squeeze.toml")),
-        ("rpm-squeeze", include_str!("../../scenarios/rpm-squeeze.toml")),
+    // throttled, a shorter makespan than the cookbook's processor, and no longer than the best
+    // `fixed` (below). (Speed is not measured here: these are simulated figures, exact for a
+    // seed.)
+    for (scenario, text, tie) in [
+        ("tpm-squeeze", include_str!("../../scenarios/tpm-squeeze.toml"), 1.0),
+        ("rpm-squeeze", include_str!("../../scenarios/rpm-squeeze.toml"), 0.25),
     ] {
         for seed in 1..=20 {
             let s = shipped(text, seed);
@@ -43,6 +44,32 @@ fn the_pacer_fills_the_binding_limit_without_429s_and_beats_the_cookbook_for_20_
                 a.makespan_s,
                 c.makespan_s
             );
+            // The best `fixed` a sweep of max-parallelism 1..=10 finds for this seed: the
+            // fastest one that completed every file (more workers only collide more). Found by a
+            // sweep that needs the answer in advance, it is one worker here, and it too reaches
+            // the ideal, at the price of a 429 on a third of its requests. Both end within the
+            // last call's latency of the ideal, so which ends first is decided by which chunk
+            // happens to go last: measured over these 40 runs, adaptive is ahead on 25, and
+            // behind by at most 0.89 s in tpm-squeeze (calls of about 2.3 s) and 0.2 s in
+            // rpm-squeeze (calls of 0.35 s), of 15 to 50 min. The tie bands, 1 s and 0.25 s, are
+            // under half a call: a mirror that read only the rounded-down `remaining` header
+            // lost 0.36-0.69 s on every rpm-squeeze seed and fails here.
+            let best_fixed = (1..=10)
+                .map(|workers| {
+                    let mut f = s.clone();
+                    f.params.max_parallelism = std::num::NonZeroU32::new(workers).expect("from 1");
+                    run("fixed", &f).summary
+                })
+                .filter(|f| f.completion == 1.0)
+                .map(|f| f.makespan_s)
+                .reduce(f64::min);
+            if let Some(best) = best_fixed {
+                assert!(
+                    a.makespan_s <= best + tie,
+                    "{at}: adaptive {} s, best fixed {best} s",
+                    a.makespan_s
+                );
+            }
         }
     }
 }
@@ -175,4 +202,38 @@ fn a_zero_control_interval_is_refused_rather_than_spinning() {
     let s = squeeze_with("[strategies.adaptive]\ninterval = \"0s\"\n");
     let err = strategies::build("adaptive", &s).err().expect("refused").to_string();
     assert!(err.contains("interval `0s` must lie between 1ms and 1h"), "{err}");
+}
+
+#[test]
+fn the_pacer_recovers_within_30_seconds_of_a_limit_cut_or_an_outage_for_20_seeds() {
+    // The recovery goal: back to 90% of the new achievable throughput within 30
+    // simulated seconds (`recovery_s`, see `sim::recovery`), after the TPM limit halves and is
+    // restored (`tpm-cut`) and after a two-minute outage (`outage`), for 20 seeds each. In
+    // `tpm-cut` the pacer also finishes every file near the ideal, almost without 429s.
+    for (scenario, text) in [
+        ("tpm-cut", include_str!("../../scenarios/tpm-cut.toml")),
+        ("outage", include_str!("../../scenarios/outage.toml")),
+    ] {
+        for seed in 1..=20 {
+            let s = shipped(text, seed);
+            let a = run("adaptive", &s).summary;
+            let at = format!("{scenario} seed {seed}");
+            eprintln!(
+                "REC {at} {:?} eff {} thr {}/{}",
+                a.recovery_s, a.efficiency, a.llm_throttled, a.llm_requests
+            );
+            let recovery = a.recovery_s.expect("both scenarios have disruptions");
+            assert!(recovery <= 30.0, "{at}: recovery {recovery} s");
+            assert_eq!(a.completion, 1.0, "{at}");
+            if scenario == "tpm-cut" {
+                assert!(a.efficiency >= 0.97, "{at}: efficiency {}", a.efficiency);
+                assert!(
+                    a.llm_throttled as f64 <= 0.005 * a.llm_requests as f64,
+                    "{at}: {} of {} throttled",
+                    a.llm_throttled,
+                    a.llm_requests
+                );
+            }
+        }
+    }
 }

@@ -53,6 +53,39 @@ impl Mirror {
     }
 }
 
+/// What an answer's rate-limit headers said (`x-ratelimit-*`), as the pacer reads them.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Feedback {
+    /// `x-ratelimit-limit-tokens`.
+    pub limit_tokens: Option<u64>,
+    /// `x-ratelimit-limit-requests`.
+    pub limit_requests: Option<u64>,
+    /// `x-ratelimit-remaining-tokens`.
+    pub remaining_tokens: Option<u64>,
+    /// `x-ratelimit-remaining-requests`.
+    pub remaining_requests: Option<u64>,
+    /// `x-ratelimit-reset-tokens`.
+    pub reset_tokens: Option<Duration>,
+    /// `x-ratelimit-reset-requests`.
+    pub reset_requests: Option<Duration>,
+}
+
+/// How much the provider had left, from a `remaining` header (a whole number, rounded down: the
+/// real level lies in [remaining, remaining + 1)) refined by the matching `reset` (time until the
+/// bucket is full, so the level is `limit - reset × limit / 60`, to the millisecond), kept inside
+/// that band. Taking `remaining` alone would make the mirror half a request pessimistic on
+/// average, which at 120 RPM is a quarter of a second lost for good (measured on `rpm-squeeze`).
+fn level_left(remaining: u64, limit: Option<u64>, reset: Option<Duration>) -> f64 {
+    let floor = remaining as f64;
+    match (limit, reset) {
+        (Some(limit), Some(reset)) => {
+            let limit = limit as f64;
+            (limit - reset.as_secs_f64() * limit / 60.0).clamp(floor, floor + 1.0)
+        }
+        _ => floor,
+    }
+}
+
 /// The token and request pacer. See the module docs.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Pacer {
@@ -144,17 +177,9 @@ impl Pacer {
 
     /// An answer's rate-limit headers, for a request reserved as `r`: learns the limits, and
     /// takes back any optimism (the provider had less left than the mirror thought).
-    pub fn observe(
-        &mut self,
-        now: Duration,
-        r: Reservation,
-        limit_tokens: Option<u64>,
-        limit_requests: Option<u64>,
-        remaining_tokens: Option<u64>,
-        remaining_requests: Option<u64>,
-    ) {
+    pub fn observe(&mut self, now: Duration, r: Reservation, h: &Feedback) {
         self.answered = true;
-        if let Some(l) = limit_tokens
+        if let Some(l) = h.limit_tokens
             && self.known_tpm != Some(l as f64)
         {
             self.known_tpm = Some(l as f64);
@@ -162,7 +187,7 @@ impl Pacer {
             self.tokens.set(now, rate);
             self.generation += 1;
         }
-        if let Some(l) = limit_requests
+        if let Some(l) = h.limit_requests
             && self.known_rpm != Some(l as f64)
         {
             self.known_rpm = Some(l as f64);
@@ -174,8 +199,16 @@ impl Pacer {
         }
         self.tokens.refill(now);
         self.requests.refill(now);
-        let token_optimism = remaining_tokens.map_or(0.0, |rem| r.tokens_after - rem as f64);
-        let request_optimism = remaining_requests.map_or(0.0, |rem| r.requests_after - rem as f64);
+        // A `remaining` describes the mirrored bucket only under a known per-minute limit: a
+        // provider that counts in windows and says no limit (Azure) reports what is left of the
+        // current window, which would drain a bucket mirror for nothing.
+        let left = |rem: Option<u64>, limit: Option<u64>, reset: Option<Duration>| {
+            rem.filter(|_| limit.is_some()).map(|rem| level_left(rem, limit, reset))
+        };
+        let token_optimism =
+            left(h.remaining_tokens, h.limit_tokens, h.reset_tokens).map_or(0.0, |rem| r.tokens_after - rem);
+        let request_optimism =
+            left(h.remaining_requests, h.limit_requests, h.reset_requests).map_or(0.0, |rem| r.requests_after - rem);
         if token_optimism > 0.0 || request_optimism > 0.0 {
             self.tokens.level -= token_optimism.max(0.0);
             self.requests.level -= request_optimism.max(0.0);
@@ -248,7 +281,14 @@ mod tests {
         let mut p = Pacer::new(45_000.0);
         let r = p.reserve(ms(0), 1_000.0);
         assert_eq!(p.rate_tpm(), 45_000.0);
-        p.observe(ms(500), r, Some(40_000), Some(300), Some(39_000), Some(299));
+        let h = Feedback {
+            limit_tokens: Some(40_000),
+            limit_requests: Some(300),
+            remaining_tokens: Some(39_000),
+            remaining_requests: Some(299),
+            ..Feedback::default()
+        };
+        p.observe(ms(500), r, &h);
         assert_eq!(p.rate_tpm(), 40_000.0);
         assert!(p.answered());
     }
@@ -288,7 +328,12 @@ mod tests {
                             let r = p.reserve(t, charge);
                             sent.push((now, charge.min(max_budget)));
                             if op == 3 {
-                                p.observe(t, r, None, None, Some(0), None);
+                                let h = Feedback {
+                                    limit_tokens: Some(max_budget as u64),
+                                    remaining_tokens: Some(0),
+                                    ..Feedback::default()
+                                };
+                                p.observe(t, r, &h);
                             }
                         }
                     }

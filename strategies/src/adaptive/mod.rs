@@ -29,7 +29,7 @@ use sim::{ChunkOutcome, FileTask, LlmError, RunContext};
 use tokio::sync::Notify;
 
 pub use config::{AdaptiveConfig, Controller, Decrease};
-use controller::{Aimd, Pacer, Reservation};
+use controller::{Aimd, Feedback, Pacer, Reservation};
 
 use crate::retry::RetryDecision;
 use crate::{BoxRun, Strategy};
@@ -257,15 +257,7 @@ async fn call(
         None => ChunkOutcome::Cancelled,
         Some(Ok(response)) => {
             if let Some(r) = reservation {
-                let h = response.rate_limit;
-                shared.lock().pacer.observe(
-                    now,
-                    r,
-                    h.limit_tokens,
-                    h.limit_requests,
-                    h.remaining_tokens,
-                    h.remaining_requests,
-                );
+                shared.lock().pacer.observe(now, r, &feedback(&response.rate_limit));
             }
             ChunkOutcome::Validated(response)
         }
@@ -286,8 +278,12 @@ async fn call(
                 {
                     st.pacer.refused(now, *retry_after);
                     if let Some(r) = reservation {
-                        st.pacer
-                            .observe(now, r, rate_limit.limit_tokens, rate_limit.limit_requests, None, None);
+                        let limits = Feedback {
+                            limit_tokens: rate_limit.limit_tokens,
+                            limit_requests: rate_limit.limit_requests,
+                            ..Feedback::default()
+                        };
+                        st.pacer.observe(now, r, &limits);
                     }
                 }
             }
@@ -347,5 +343,17 @@ async fn control(ctx: RunContext, shared: Arc<Shared>, config: AdaptiveConfig) {
         }
         ctx.gauge("retry_queue", queued as f64);
         shared.wake.notify_waiters();
+    }
+}
+
+/// The headers the pacer reads.
+fn feedback(h: &mock_llm::RateLimitHeaders) -> Feedback {
+    Feedback {
+        limit_tokens: h.limit_tokens,
+        limit_requests: h.limit_requests,
+        remaining_tokens: h.remaining_tokens,
+        remaining_requests: h.remaining_requests,
+        reset_tokens: h.reset_tokens,
+        reset_requests: h.reset_requests,
     }
 }
