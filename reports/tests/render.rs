@@ -395,3 +395,29 @@ fn a_strategys_gauges_metrics_and_artifacts_reach_every_output() {
         serde_json::from_str::<serde_json::Value>(line).expect("each line is JSON");
     }
 }
+
+#[test]
+fn the_tokens_chart_draws_what_the_limit_charged_and_a_controllers_target_against_it() {
+    // A run whose requests were charged 1,900 tokens a second while they used 1,000, with a
+    // pacer target of 50,000 a minute. The chart must plot the charge (114,000 a minute at its
+    // peak, which sets the y axis: "114k" cannot come from the 60,000 used) and a thin line for
+    // the `_tpm` gauge, named in the legend.
+    let mut r = common::with_strategy_figures();
+    for row in &mut r.runs[0].timeseries {
+        row.tokens = 1_000;
+        row.charged = 1_900;
+        row.gauges.insert("pacer_tpm".into(), 50_000.0);
+    }
+    let charts = reports::charts::all(&r).expect("charts");
+    let tokens = charts.iter().find(|c| c.id == "tokens").expect("the tokens chart");
+    assert!(tokens.svg.contains("pacer_tpm"), "the target's line is in the legend");
+    let y_labels_reach_the_charge = ["100k", "110k", "120k"].iter().any(|l| tokens.svg.contains(l));
+    assert!(y_labels_reach_the_charge, "the y axis spans the charged tokens");
+    // Without the column (a report written before it), the chart falls back to tokens used.
+    for row in &mut r.runs[0].timeseries {
+        row.charged = 0;
+    }
+    let charts = reports::charts::all(&r).expect("charts");
+    let tokens = charts.iter().find(|c| c.id == "tokens").expect("the tokens chart");
+    assert!(!["100k", "110k", "120k"].iter().any(|l| tokens.svg.contains(l)));
+}
