@@ -53,6 +53,9 @@ pub enum Command {
     /// Enforces TPM/RPM the way OpenAI (or Azure) does, with configurable latency and faults; see
     /// --help for every setting. Stops on SIGINT or SIGTERM.
     MockLlm(mock_llm::server::cli::Args),
+    /// Amazon States Language tools: `asl check DEF.json`.
+    #[command(subcommand)]
+    Asl(AslCommand),
     /// List the built-in scenarios.
     Scenarios,
     /// List the strategies.
@@ -111,6 +114,19 @@ pub struct SweepArgs {
     pub run: RunArgs,
 }
 
+/// `orchbench asl …`.
+#[derive(Debug, clap::Subcommand)]
+pub enum AslCommand {
+    /// Validate a state machine definition (ASL JSON) before any run.
+    ///
+    /// Lists every problem with the JSON path of the offending value. Exit status: 0 when the
+    /// definition is valid, 1 when it has problems, 2 when the file cannot be read.
+    Check {
+        /// The definition, a JSON file.
+        definition: PathBuf,
+    },
+}
+
 /// Arguments of `orchbench report`.
 #[derive(Debug, clap::Args)]
 pub struct ReportArgs {
@@ -166,6 +182,21 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
                 w.csv.display()
             )?;
             Ok(0)
+        }
+        Command::Asl(AslCommand::Check { definition }) => {
+            let text = std::fs::read_to_string(&definition)
+                .with_context(|| format!("cannot read {}", definition.display()))?;
+            let problems = strategies::asl::check_text(&text);
+            if problems.is_empty() {
+                writeln!(out, "{}: a valid state machine", definition.display())?;
+                Ok(0)
+            } else {
+                for p in &problems {
+                    writeln!(out, "{}: {p}", definition.display())?;
+                }
+                writeln!(out, "{} problem(s)", problems.len())?;
+                Ok(1)
+            }
         }
         Command::Scenarios => {
             for (name, text) in builtin::BUILTIN {

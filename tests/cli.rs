@@ -305,3 +305,40 @@ fn a_live_run_against_an_endpoint_nobody_serves_fails_at_once_with_the_cause() {
         "no report for a run that never started"
     );
 }
+
+#[test]
+fn asl_check_lists_every_problem_with_its_path_and_exits_by_the_outcome() {
+    // A valid definition exits 0; one with two mistakes exits 1 naming both by JSON path; a
+    // missing file is an error (the binary exits 2 on errors).
+    let dir = temp_dir("asl-check");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let good = dir.join("good.asl.json");
+    std::fs::write(
+        &good,
+        r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "B"}, "B": {"Type": "Succeed"}}}"#,
+    )
+    .expect("writes");
+    let (code, out) = run_cli(&["asl", "check", good.to_str().expect("utf-8")]).expect("runs");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("a valid state machine"), "{out}");
+
+    let bad = dir.join("bad.asl.json");
+    std::fs::write(
+        &bad,
+        r#"{"StartAt": "A", "States": {"A": {"Type": "Pass", "Next": "Nowhere"}, "B": {"Type": "Wait", "End": true}}}"#,
+    )
+    .expect("writes");
+    let (code, out) = run_cli(&["asl", "check", bad.to_str().expect("utf-8")]).expect("runs");
+    assert_eq!(code, 1, "{out}");
+    for path in [
+        "$.States.A.Next",
+        "$.States.B: a Wait needs exactly one of",
+        "$.States.B: state `B` cannot be reached",
+    ] {
+        assert!(out.contains(path), "{path} missing from:\n{out}");
+    }
+
+    let missing = dir.join("missing.json");
+    let err = run_cli(&["asl", "check", missing.to_str().expect("utf-8")]).expect_err("no such file");
+    assert!(err.to_string().contains("cannot read"), "{err}");
+}

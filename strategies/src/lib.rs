@@ -7,6 +7,7 @@
 //! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
 //! - [`cookbook`]: the OpenAI cookbook's parallel processor, the reference to beat;
 //! - [`adaptive`]: fan-out under a feedback controller (a header-learning token pacer, or AIMD);
+//! - [`asl`]: the Amazon States Language (validation of definitions so far);
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -16,6 +17,7 @@
 #![warn(missing_docs)]
 
 pub mod adaptive;
+pub mod asl;
 pub mod cookbook;
 pub mod error;
 pub mod fixed;
