@@ -125,6 +125,30 @@ pub enum AslCommand {
         /// The definition, a JSON file.
         definition: PathBuf,
     },
+    /// Dry-run a state machine in simulated time, with scripted task outcomes.
+    ///
+    /// Prints the output (or the error and cause), the simulated elapsed time and the execution
+    /// history. Exit status: 0 when the execution succeeded, 1 when it failed, 2 when it cannot
+    /// run (unreadable files, a definition with problems, a bad script).
+    Run {
+        /// The definition, a JSON file.
+        definition: PathBuf,
+        /// The execution's input, a JSON file. Default `{}`.
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// A task resource's outcomes, `ARN=OUTCOME[;OUTCOME…]`, one per call, the last repeating;
+        /// repeat the flag for other resources. OUTCOME: a JSON value, `echo`, or
+        /// `error:NAME[:CAUSE]`, each optionally after `delay:DURATION:` (e.g.
+        /// `delay:2s:{"ok":true}`). Unscripted resources echo their input at once.
+        #[arg(long = "script", value_name = "ARN=OUTCOMES")]
+        scripts: Vec<String>,
+        /// Seeds States.MathRandom, States.UUID and retry jitter. Default 0.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Print one JSON object: status, output, error, cause, elapsed_s, history.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Arguments of `orchbench report`.
@@ -198,6 +222,13 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
                 Ok(1)
             }
         }
+        Command::Asl(AslCommand::Run {
+            definition,
+            input,
+            scripts,
+            seed,
+            json,
+        }) => asl_run(&definition, input.as_deref(), &scripts, seed, json, out),
         Command::Scenarios => {
             for (name, text) in builtin::BUILTIN {
                 let s = Scenario::parse(text, &format!("built-in {name}")).context("a built-in scenario is invalid")?;
@@ -216,6 +247,81 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             Ok(0)
         }
     }
+}
+
+/// `orchbench asl run`.
+fn asl_run(
+    definition: &Path,
+    input: Option<&Path>,
+    scripts: &[String],
+    seed: u64,
+    json: bool,
+    out: &mut dyn Write,
+) -> anyhow::Result<u8> {
+    let read_json = |path: &Path| -> anyhow::Result<serde_json::Value> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+    };
+    let def = read_json(definition)?;
+    let problems = strategies::asl::check(&def);
+    if !problems.is_empty() {
+        let list: Vec<String> = problems.iter().map(|p| format!("  {p}")).collect();
+        bail!("{} does not check:\n{}", definition.display(), list.join("\n"));
+    }
+    let input = match input {
+        Some(p) => read_json(p)?,
+        None => serde_json::json!({}),
+    };
+    let mut runner = strategies::asl::script::ScriptedRunner::new();
+    for s in scripts {
+        runner.add(s).map_err(|e| anyhow::anyhow!("--script {e}"))?;
+    }
+    let options = strategies::asl::exec::Options {
+        machine_name: definition
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("orchbench")
+            .trim_end_matches(".asl")
+            .to_owned(),
+        seed,
+        ..strategies::asl::exec::Options::default()
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()?;
+    let outcome = rt.block_on(strategies::asl::exec::run_checked(&def, input, &runner, &options));
+    if json {
+        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+    } else {
+        match (&outcome.output, &outcome.error) {
+            (Some(o), _) => writeln!(out, "SUCCEEDED after {} s\noutput: {o}", outcome.elapsed_s)?,
+            (None, e) => writeln!(
+                out,
+                "FAILED after {} s\nerror: {}\ncause: {}",
+                outcome.elapsed_s,
+                e.as_deref().unwrap_or(""),
+                outcome.cause.as_deref().unwrap_or("")
+            )?,
+        }
+        writeln!(out, "history ({} events):", outcome.history.len())?;
+        for e in &outcome.history {
+            let details = serde_json::Value::Object(e.details.clone());
+            let details = if e.details.is_empty() {
+                String::new()
+            } else {
+                format!(" {details}")
+            };
+            writeln!(
+                out,
+                "  {:>4} {:>8.3}s {}{details}",
+                e.id,
+                e.timestamp_ms as f64 / 1000.0,
+                e.kind
+            )?;
+        }
+    }
+    Ok(if outcome.status == "SUCCEEDED" { 0 } else { 1 })
 }
 
 /// Loads a scenario by path or built-in name.

@@ -342,3 +342,62 @@ fn asl_check_lists_every_problem_with_its_path_and_exits_by_the_outcome() {
     let err = run_cli(&["asl", "check", missing.to_str().expect("utf-8")]).expect_err("no such file");
     assert!(err.to_string().contains("cannot read"), "{err}");
 }
+
+#[test]
+fn asl_run_dry_runs_a_definition_with_scripted_outcomes() {
+    // The shipped pipeline on three chunks: the controller says 2 at once, every validation
+    // takes 1 s, so 2 s; with --json one object with the documented fields.
+    let dir = temp_dir("asl-run");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let input = dir.join("input.json");
+    std::fs::write(&input, r#"{"file": "f1", "chunks": [0, 1, 2]}"#).expect("writes");
+    let def = concat!(env!("CARGO_MANIFEST_DIR"), "/scenarios/asl/validation.asl.json");
+    let controller = "arn:aws:lambda:us-east-1:123456789012:function:tpm-controller={\"maxConcurrency\": 2}";
+    let validator = "arn:aws:lambda:us-east-1:123456789012:function:validate-chunk=delay:1s:{\"verdict\":\"valid\"}";
+    let args = [
+        "asl",
+        "run",
+        def,
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--script",
+        controller,
+        "--script",
+        validator,
+        "--json",
+    ];
+    let (code, out) = run_cli(&args).expect("runs");
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON object");
+    assert_eq!(v["status"], "SUCCEEDED");
+    assert_eq!(v["elapsed_s"], 2.0);
+    assert_eq!(v["output"]["results"].as_array().map(Vec::len), Some(3));
+    assert!(v["error"].is_null() && v["cause"].is_null());
+    assert_eq!(v["history"][0]["type"], "ExecutionStarted");
+
+    // A failing validator: exit 1, the error and cause in words, and the history.
+    let failing = "arn:aws:lambda:us-east-1:123456789012:function:validate-chunk=error:InvalidChunk:bad bytes";
+    let args = [
+        "asl",
+        "run",
+        def,
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--script",
+        controller,
+        "--script",
+        failing,
+    ];
+    let (code, out) = run_cli(&args).expect("runs");
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("FAILED") && out.contains("error: InvalidChunk") && out.contains("ExecutionFailed"),
+        "{out}"
+    );
+
+    // A definition with problems cannot run: an error naming them.
+    let bad = dir.join("bad.json");
+    std::fs::write(&bad, r#"{"StartAt": "Nope", "States": {"A": {"Type": "Succeed"}}}"#).expect("writes");
+    let err = run_cli(&["asl", "run", bad.to_str().expect("utf-8")]).expect_err("does not check");
+    assert!(format!("{err:#}").contains("$.StartAt"), "{err:#}");
+}

@@ -708,7 +708,9 @@ impl Checker {
         match v {
             Value::Null if nullable => {}
             Value::String(p) if p.starts_with('$') => {
-                if reference && ["*", "..", "?(", ","].iter().any(|bad| p.contains(bad)) {
+                if let Err(why) = jsonpath_syntax(p) {
+                    self.problem(child(at, key), format!("`{p}` is not a valid path: {why}"));
+                } else if reference && ["*", "..", "?(", ","].iter().any(|bad| p.contains(bad)) {
                     self.problem(
                         child(at, key),
                         format!("`{p}` is not a reference path (no `*`, `..`, filters or unions)"),
@@ -728,14 +730,21 @@ impl Checker {
                 for (k, sub) in o {
                     let path = child(at, k);
                     if k.ends_with(".$") {
-                        let ok = sub
-                            .as_str()
-                            .is_some_and(|s| s.starts_with('$') || (s.starts_with("States.") && s.ends_with(')')));
-                        if !ok {
-                            self.problem(
+                        match sub.as_str() {
+                            Some(s) if s.starts_with('$') => {
+                                if let Err(why) = jsonpath_syntax(s) {
+                                    self.problem(path, format!("`{s}` is not a valid path: {why}"));
+                                }
+                            }
+                            Some(s) if s.starts_with("States.") => {
+                                if let Err(why) = super::intrinsics::check_syntax(s) {
+                                    self.problem(path, format!("`{s}` is not a valid intrinsic function call: {why}"));
+                                }
+                            }
+                            _ => self.problem(
                                 path,
                                 format!("`{k}` must hold a path (`$…`) or an intrinsic function (`States.…(…)`)"),
-                            );
+                            ),
                         }
                     } else {
                         self.payload_template(sub, &path);
@@ -766,6 +775,18 @@ impl Checker {
             self.problem(child(at, key), "must be a non-negative integer");
         }
     }
+}
+
+/// Whether a path parses as JSONPath (RFC 9535, as `serde_json_path` reads it); `$$…` is a path
+/// into the context object.
+fn jsonpath_syntax(p: &str) -> Result<(), String> {
+    let q = match p.strip_prefix("$$") {
+        Some(rest) => format!("${rest}"),
+        None => p.to_owned(),
+    };
+    serde_json_path::JsonPath::parse(&super::paths::normalize(&q))
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Whether `s` looks like an RFC 3339 timestamp (`YYYY-MM-DDThh:mm:ss` with an optional fraction
@@ -924,13 +945,16 @@ mod tests {
     fn paths_and_templates_are_checked() {
         let def = json!({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": true,
             "InputPath": "input", "ResultPath": "$.a[*]", "OutputPath": null,
-            "Parameters": {"ok.$": "$.x", "fn.$": "States.Format('{}', $.y)", "bad.$": 3, "nested": {"worse.$": "x"}}}}});
+            "Parameters": {"ok.$": "$.x", "fn.$": "States.Format('{}', $.y)", "bad.$": 3, "nested": {"worse.$": "x"},
+                           "broken.$": "$.a[", "call.$": "States.Format('unclosed"}}}});
         assert_eq!(
             paths(def),
             vec![
                 "$.States.P.InputPath",
                 "$.States.P.ResultPath",
                 "$.States.P.Parameters['bad.$']",
+                "$.States.P.Parameters['broken.$']",
+                "$.States.P.Parameters['call.$']",
                 "$.States.P.Parameters.nested['worse.$']",
             ]
         );
