@@ -145,6 +145,10 @@ pub enum AslCommand {
         /// Seeds States.MathRandom, States.UUID and retry jitter. Default 0.
         #[arg(long, default_value_t = 0)]
         seed: u64,
+        /// Redrive a failed execution up to this many times (AWS RedriveExecution: from the
+        /// failed state, a failed Map rerunning only its unsuccessful iterations). Default 0.
+        #[arg(long, default_value_t = 0)]
+        redrive: u32,
         /// Print one JSON object: status, output, error, cause, elapsed_s, history.
         #[arg(long)]
         json: bool,
@@ -227,8 +231,9 @@ pub fn execute(cli: Cli, out: &mut dyn Write) -> anyhow::Result<u8> {
             input,
             scripts,
             seed,
+            redrive,
             json,
-        }) => asl_run(&definition, input.as_deref(), &scripts, seed, json, out),
+        }) => asl_run(&definition, input.as_deref(), &scripts, seed, redrive, json, out),
         Command::Scenarios => {
             for (name, text) in builtin::BUILTIN {
                 let s = Scenario::parse(text, &format!("built-in {name}")).context("a built-in scenario is invalid")?;
@@ -255,6 +260,7 @@ fn asl_run(
     input: Option<&Path>,
     scripts: &[String],
     seed: u64,
+    redrives: u32,
     json: bool,
     out: &mut dyn Write,
 ) -> anyhow::Result<u8> {
@@ -290,9 +296,31 @@ fn asl_run(
         .enable_time()
         .start_paused(true)
         .build()?;
-    let outcome = rt.block_on(strategies::asl::exec::run_checked(&def, input, &runner, &options));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let (outcome, redriven) = rt.block_on(async {
+        use strategies::asl::exec;
+        let mut outcome = exec::run_checked(&def, input, &runner, &options).await;
+        let mut redriven = 0;
+        while redriven < redrives {
+            let Some(from) = outcome.redrive.clone() else { break };
+            let next = exec::redrive(&def, from, &runner, &options, &stop).await;
+            // One execution, one history: the redrive's events follow the failed run's.
+            let mut history = std::mem::take(&mut outcome.history);
+            history.extend(next.history.iter().cloned());
+            let elapsed_s = outcome.elapsed_s + next.elapsed_s;
+            outcome = exec::Outcome {
+                history,
+                elapsed_s,
+                ..next
+            };
+            redriven += 1;
+        }
+        (outcome, redriven)
+    });
     if json {
-        writeln!(out, "{}", serde_json::to_string(&outcome)?)?;
+        let mut v = serde_json::to_value(&outcome)?;
+        v["redrive_count"] = serde_json::json!(redriven);
+        writeln!(out, "{v}")?;
     } else {
         match (&outcome.output, &outcome.error) {
             (Some(o), _) => writeln!(out, "SUCCEEDED after {} s\noutput: {o}", outcome.elapsed_s)?,

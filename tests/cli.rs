@@ -401,3 +401,61 @@ fn asl_run_dry_runs_a_definition_with_scripted_outcomes() {
     let err = run_cli(&["asl", "run", bad.to_str().expect("utf-8")]).expect_err("does not check");
     assert!(format!("{err:#}").contains("$.StartAt"), "{err:#}");
 }
+
+#[test]
+fn asl_run_redrives_a_failed_execution_when_asked() {
+    // A Map over three items, one at a time, whose second item fails once: the execution
+    // fails; with --redrive 1 it continues from the Map (AWS RedriveExecution), reruns only the
+    // unsuccessful iterations, and succeeds, with one history from ExecutionStarted to
+    // ExecutionSucceeded through ExecutionFailed and ExecutionRedriven, ids in sequence. (A
+    // failure caught into a Fail state, as the shipped pipeline does, fails again when
+    // redriven: the Fail state is the unsuccessful step.)
+    let dir = temp_dir("asl-redrive");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let def = dir.join("map.asl.json");
+    std::fs::write(
+        &def,
+        r#"{"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1, "End": true,
+            "ItemProcessor": {"StartAt": "V", "States": {"V": {"Type": "Task", "Resource": "v", "End": true}}}}}}"#,
+    )
+    .expect("writes");
+    let input = dir.join("input.json");
+    std::fs::write(&input, "[1, 2, 3]").expect("writes");
+    let base = [
+        "asl",
+        "run",
+        def.to_str().expect("utf-8"),
+        "--input",
+        input.to_str().expect("utf-8"),
+        "--script",
+        "v=echo;error:Bad;echo",
+        "--json",
+    ];
+    let (code, _) = run_cli(&base).expect("runs");
+    assert_eq!(code, 1);
+    let mut args = base.to_vec();
+    args.extend(["--redrive", "1"]);
+    let (code, out) = run_cli(&args).expect("runs");
+    assert_eq!(code, 0, "{out}");
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("JSON");
+    assert_eq!(v["redrive_count"], 1);
+    assert_eq!(v["output"], serde_json::json!([1, 2, 3]));
+    let history = v["history"].as_array().expect("history");
+    let kinds: Vec<&str> = history.iter().filter_map(|e| e["type"].as_str()).collect();
+    for k in [
+        "ExecutionStarted",
+        "ExecutionFailed",
+        "ExecutionRedriven",
+        "ExecutionSucceeded",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
+    }
+    // The first run starts items 0 and 1 (1 fails; 2 never starts, one at a time); the redrive
+    // starts 1 and 2 only: four in all, item 0 once.
+    assert_eq!(kinds.iter().filter(|k| **k == "MapIterationStarted").count(), 2 + 2);
+    let ids: Vec<u64> = history.iter().filter_map(|e| e["id"].as_u64()).collect();
+    assert!(
+        ids.windows(2).all(|w| w[1] == w[0] + 1),
+        "ids continue across the redrive"
+    );
+}

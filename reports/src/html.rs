@@ -123,6 +123,27 @@ pub fn render(report: &ReportFile) -> Result<String, ReportError> {
     }
     wr(w, format_args!("</dl>\n<h2>Comparison</h2>\n"));
     table(w, report);
+    if let Some((head, body)) = crate::table::figures(report) {
+        wr(
+            w,
+            format_args!(
+                "<h2>Strategy figures</h2>\n<p>What each design reports about itself (executions, transitions, Lambda invocations and cold starts, throttles…) and what its orchestration cost, by unit.</p>\n"
+            ),
+        );
+        w.push_str("<div class=\"scroll\"><table><thead><tr>");
+        for h in &head {
+            wr(w, format_args!("<th>{}</th>", escape(h)));
+        }
+        w.push_str("</tr></thead><tbody>\n");
+        for (name, cells) in body {
+            wr(w, format_args!("<tr><td>{}</td>", escape(&name)));
+            for c in cells {
+                wr(w, format_args!("<td>{}</td>", escape(&c)));
+            }
+            w.push_str("</tr>\n");
+        }
+        w.push_str("</tbody></table></div>\n");
+    }
     wr(w, format_args!("<h2>Charts</h2>\n"));
     for c in &charts {
         wr(

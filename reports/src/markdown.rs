@@ -57,6 +57,17 @@ pub fn render(report: &ReportFile) -> String {
             ),
         );
     }
+    if let Some((head, body)) = crate::table::figures(report) {
+        m.push_str("\n## Strategy figures\n\n");
+        w(&mut m, format_args!("| {} |\n", head.join(" | ")));
+        w(
+            &mut m,
+            format_args!("|---|{}\n", "---:|".repeat(head.len().saturating_sub(1))),
+        );
+        for (name, cells) in body {
+            w(&mut m, format_args!("| {name} | {} |\n", cells.join(" | ")));
+        }
+    }
     m.push_str("\n## Reading\n\n");
     for line in reading(report) {
         w(&mut m, format_args!("- {line}\n"));

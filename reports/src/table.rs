@@ -36,6 +36,82 @@ pub fn comparison(report: &ReportFile) -> String {
     out
 }
 
+/// A row of a table: its label and its cells.
+pub type Row = (String, Vec<String>);
+
+/// The strategies' own figures: one row per `strategy_metrics` name and per orchestration cost
+/// unit (in US dollars), one column per run (its label); `None` when no run has any.
+pub fn figures(report: &ReportFile) -> Option<(Vec<String>, Vec<Row>)> {
+    use std::collections::BTreeSet;
+    let metrics: BTreeSet<&String> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.summary.strategy_metrics.keys())
+        .collect();
+    let units: BTreeSet<sim::cost::Unit> = report
+        .runs
+        .iter()
+        .flat_map(|r| r.summary.cost.by_unit_usd.keys().copied())
+        .collect();
+    if metrics.is_empty() && units.is_empty() {
+        return None;
+    }
+    let head: Vec<String> = std::iter::once("figure".to_owned())
+        .chain(report.runs.iter().map(crate::charts::label))
+        .collect();
+    let mut body = Vec::new();
+    for m in metrics {
+        let cells = report
+            .runs
+            .iter()
+            .map(|r| {
+                r.summary
+                    .strategy_metrics
+                    .get(m)
+                    .map_or(String::new(), |v| trim_number(*v))
+            })
+            .collect();
+        body.push((m.clone(), cells));
+    }
+    if !units.is_empty() {
+        body.push((
+            "cost: LLM tokens".to_owned(),
+            report
+                .runs
+                .iter()
+                .map(|r| format!("${:.4}", r.summary.cost.llm_usd))
+                .collect(),
+        ));
+    }
+    for u in units {
+        let name = serde_json::to_value(u)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default();
+        let cells = report
+            .runs
+            .iter()
+            .map(|r| {
+                r.summary
+                    .cost
+                    .by_unit_usd
+                    .get(&u)
+                    .map_or(String::new(), |v| format!("${v:.4}"))
+            })
+            .collect();
+        body.push((format!("cost: {}", name.replace('_', " ")), cells));
+    }
+    Some((head, body))
+}
+
+fn trim_number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
 /// The comparison's column headers, and per run its label and the other cells: the one
 /// definition of the table that the terminal and the HTML page both show.
 pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>)>) {

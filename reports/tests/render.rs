@@ -356,6 +356,16 @@ fn a_strategys_gauges_metrics_and_artifacts_reach_every_output() {
     assert!(errors.is_empty(), "{errors:#?}");
     let chunks = r.runs[0].summary.chunks_total as f64;
     assert_eq!(r.runs[0].summary.strategy_metrics["deliveries"], chunks);
+    // The figures table of the HTML page and the Markdown carries it, with its value.
+    let html = reports::html::render(&r).expect("renders");
+    let md = reports::markdown::render(&r);
+    for page in [&html, &md] {
+        assert!(
+            page.contains("Strategy figures") && page.contains("deliveries"),
+            "no figures table"
+        );
+        assert!(page.contains(&format!("{chunks}")), "the value {chunks}");
+    }
 
     let csv = reports::csv::timeseries(&r);
     let header: Vec<&str> = csv.lines().next().expect("a header").split(',').collect();

@@ -19,6 +19,10 @@ pub enum Unit {
     LambdaGbSecond,
     /// A DynamoDB write request unit (on-demand).
     DynamoWrite,
+    /// A Step Functions Express execution (request).
+    ExpressRequest,
+    /// A Step Functions Express GB-second of duration (billed on 64 MB, *unverified*).
+    ExpressGbSecond,
 }
 
 /// Prices in US dollars. `[pricing]` in a scenario; every key optional.
@@ -46,6 +50,12 @@ pub struct Pricing {
     /// Per DynamoDB on-demand write request unit. Default 0.00000125 ($1.25 per million; *check*).
     #[serde(default = "dynamo")]
     pub dynamo_write: f64,
+    /// Per Step Functions Express execution. Default 0.000001 ($1.00 per million; AWS pricing).
+    #[serde(default = "express")]
+    pub express_request: f64,
+    /// Per Step Functions Express GB-second. Default 0.00001667 (AWS pricing, first tier; *check*).
+    #[serde(default = "express_gb_second")]
+    pub express_gb_second: f64,
 }
 
 fn input() -> f64 {
@@ -69,6 +79,12 @@ fn gb_second() -> f64 {
 fn dynamo() -> f64 {
     0.000_001_25
 }
+fn express() -> f64 {
+    0.000_001
+}
+fn express_gb_second() -> f64 {
+    0.000_016_67
+}
 
 impl Default for Pricing {
     fn default() -> Self {
@@ -80,6 +96,8 @@ impl Default for Pricing {
             lambda_request: lambda(),
             lambda_gb_second: gb_second(),
             dynamo_write: dynamo(),
+            express_request: express(),
+            express_gb_second: express_gb_second(),
         }
     }
 }
@@ -93,6 +111,8 @@ impl Pricing {
             Unit::LambdaRequest => self.lambda_request,
             Unit::LambdaGbSecond => self.lambda_gb_second,
             Unit::DynamoWrite => self.dynamo_write,
+            Unit::ExpressRequest => self.express_request,
+            Unit::ExpressGbSecond => self.express_gb_second,
         }
     }
 
@@ -106,12 +126,13 @@ impl Pricing {
             llm_usd: r(llm),
             orchestration_usd: r(orchestration),
             total_usd: r(llm + orchestration),
+            by_unit_usd: units.iter().map(|(u, n)| (*u, r(self.unit(*u) * n))).collect(),
         }
     }
 }
 
 /// What a run cost, in US dollars.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cost {
     /// LLM tokens.
     pub llm_usd: f64,
@@ -119,4 +140,7 @@ pub struct Cost {
     pub orchestration_usd: f64,
     /// Both.
     pub total_usd: f64,
+    /// The orchestration cost by kind of unit (transitions, Lambda requests, GB-seconds…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub by_unit_usd: BTreeMap<Unit, f64>,
 }

@@ -7,7 +7,8 @@
 //! - [`fixed`]: a fixed worker pool with exponential backoff (the baseline most teams write);
 //! - [`cookbook`]: the OpenAI cookbook's parallel processor, the reference to beat;
 //! - [`adaptive`]: fan-out under a feedback controller (a header-learning token pacer, or AIMD);
-//! - [`asl`]: the Amazon States Language (validation of definitions so far);
+//! - [`asl`]: the Amazon States Language: checker and interpreter;
+//! - [`stepfn`]: Step Functions executions of an ASL definition over simulated Lambda;
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -22,6 +23,7 @@ pub mod cookbook;
 pub mod error;
 pub mod fixed;
 pub mod retry;
+pub mod stepfn;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -64,7 +66,7 @@ pub trait Strategy: Send + Sync {
 }
 
 /// The names of every strategy, in the order comparisons show them.
-pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive"];
+pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive", "stepfn"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
 /// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
@@ -83,6 +85,19 @@ fn build_from(
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
         "cookbook" => Ok(Box::new(cookbook::Cookbook::new(settings(name, scenario, table)?))),
         "adaptive" => Ok(Box::new(adaptive::Adaptive::new(settings(name, scenario, table)?))),
+        "stepfn" => {
+            let config: stepfn::StepFnConfig = settings(name, scenario, table)?;
+            let origin = std::path::Path::new(&scenario.source.origin);
+            let base = origin.is_file().then(|| origin.parent()).flatten();
+            stepfn::StepFn::new(config, base)
+                .map(|s| Box::new(s) as Box<dyn Strategy>)
+                .map_err(|message| StrategyError::Settings {
+                    origin: scenario.source.origin.clone(),
+                    name: name.to_owned(),
+                    line: table.map_or(0, |(_, l)| l),
+                    message,
+                })
+        }
         _ => Err(StrategyError::Unknown {
             name: name.to_owned(),
             known: NAMES.join(", "),

@@ -490,3 +490,75 @@ fn what_the_interpreter_does_not_run_fails_clearly_instead_of_being_ignored() {
     assert_eq!(error, "States.Runtime");
     assert!(cause.contains("Distributed Map"), "{cause}");
 }
+
+/// Runs `def`, then redrives it while it fails (at most `redrives` times), with one runner.
+fn run_with_redrives(def: Value, input: Value, script: &[&str], redrives: u32) -> (Vec<Outcome>, ScriptedRunner) {
+    let mut runner = ScriptedRunner::new();
+    for s in script {
+        runner.add(s).expect("a valid script");
+    }
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    let stop = tokio_util::sync::CancellationToken::new();
+    let outcomes = rt.block_on(async {
+        let opts = Options::default();
+        let mut all = vec![exec::run(&def, input, &runner, &opts).await.expect("checks")];
+        for _ in 0..redrives {
+            let Some(from) = all.last().and_then(|o| o.redrive.clone()) else {
+                break;
+            };
+            all.push(exec::redrive(&def, from, &runner, &opts, &stop).await);
+        }
+        all
+    });
+    (outcomes, runner)
+}
+
+#[test]
+fn a_redrive_resumes_at_the_failed_state_with_its_input() {
+    // Prepare runs once; T fails, then succeeds on the redrive, which starts at T (no second
+    // Prepare) with RedriveCount 1, and its history continues the ids of the failed run.
+    let def = json!({"StartAt": "Prepare", "States": {
+        "Prepare": {"Type": "Pass", "Result": "ready", "ResultPath": "$.prep", "Next": "T"},
+        "T": {"Type": "Task", "Resource": "t", "Parameters": {"redrives.$": "$$.Execution.RedriveCount", "prep.$": "$.prep"}, "End": true}}});
+    let (o, runner) = run_with_redrives(def, json!({}), &["t=error:Flaky:once;echo"], 1);
+    assert_eq!(failed(&o[0]), pair("Flaky", "once"));
+    assert_eq!(ok(&o[1]), &json!({"redrives": 1, "prep": "ready"}));
+    assert_eq!(o[1].history[0].kind, "ExecutionRedriven");
+    assert_eq!(o[1].history[0].id, o[0].history.len() as u64 + 1);
+    assert!(
+        !kinds(&o[1]).contains(&"PassStateEntered"),
+        "Prepare does not run again"
+    );
+    assert_eq!(runner.calls().len(), 2);
+}
+
+#[test]
+fn a_redriven_map_reruns_only_its_unsuccessful_iterations() {
+    // One item at a time: items 0 and 1 succeed, item 2 fails and fails the Map (item 3 never
+    // starts). The redrive runs items 2 and 3 only, and the output has all four in order.
+    let def = json!({"StartAt": "M", "States": {"M": {"Type": "Map", "MaxConcurrency": 1,
+        "ItemProcessor": {"StartAt": "V", "States": {"V": {"Type": "Task", "Resource": "v", "End": true}}}, "End": true}}});
+    let (o, runner) = run_with_redrives(def, json!([10, 11, 12, 13]), &["v=echo;echo;error:Bad;echo"], 1);
+    assert_eq!(failed(&o[0]).0, "Bad");
+    assert_eq!(ok(&o[1]), &json!([10, 11, 12, 13]));
+    let inputs: Vec<Value> = runner.calls().into_iter().map(|c| c.input).collect();
+    assert_eq!(inputs, vec![json!(10), json!(11), json!(12), json!(12), json!(13)]);
+}
+
+#[test]
+fn a_redriven_parallel_reruns_only_its_failed_branches() {
+    // Branch A succeeds, branch B fails once: the redrive runs B only, and the output keeps A's.
+    let def = json!({"StartAt": "P", "States": {"P": {"Type": "Parallel", "End": true, "Branches": [
+        {"StartAt": "A", "States": {"A": {"Type": "Task", "Resource": "a", "End": true}}},
+        {"StartAt": "B", "States": {"B": {"Type": "Task", "Resource": "b", "End": true}}}]}}});
+    let (o, runner) = run_with_redrives(def, json!({"x": 1}), &["a=\"a\"", "b=error:Flaky;\"b\""], 1);
+    assert_eq!(failed(&o[0]).0, "Flaky");
+    assert_eq!(ok(&o[1]), &json!(["a", "b"]));
+    let resources: Vec<String> = runner.calls().into_iter().map(|c| c.resource).collect();
+    assert_eq!(resources.iter().filter(|r| *r == "a").count(), 1, "{resources:?}");
+    assert_eq!(resources.iter().filter(|r| *r == "b").count(), 2, "{resources:?}");
+}

@@ -54,6 +54,9 @@ max_attempts = 100000
 backoff = {{ initial = "100ms", max = "2s" }}
 [strategies.cookbook]
 max_attempts = 100000
+[strategies.stepfn]
+redrive_after = "1s"      # its definition's retries are bounded: redrive until done
+max_redrives = 100000
 {crash}"#
     ))
 }

@@ -27,6 +27,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use tokio_util::sync::CancellationToken;
 
 use super::errors::{self, Failure};
 use super::{check, paths, time};
@@ -44,10 +45,18 @@ pub struct TaskCall {
     pub retry_count: u32,
 }
 
-/// What runs a Task state's resource (a Lambda function, a service integration, a script).
+/// What runs a Task state's resource (a Lambda function, a service integration, a script), and
+/// the service around the interpreter.
 pub trait TaskRunner: Send + Sync {
     /// Runs one call; a failure is its error name and cause.
     fn invoke(&self, call: TaskCall) -> BoxFuture<'_, Result<Value, Failure>>;
+
+    /// One state transition (a state entered, or a retry): the service may bill it and take
+    /// its time (a per-transition overhead, a throttled transition quota). Default: free and
+    /// instant.
+    fn transition(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async {})
+    }
 }
 
 /// How an execution is named and seeded.
@@ -97,7 +106,7 @@ pub struct HistoryEvent {
 /// How an execution ended.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Outcome {
-    /// `SUCCEEDED` or `FAILED`.
+    /// `SUCCEEDED`, `FAILED`, or `ABORTED` (stopped).
     pub status: &'static str,
     /// The output, when it succeeded.
     pub output: Option<Value>,
@@ -109,6 +118,9 @@ pub struct Outcome {
     pub elapsed_s: f64,
     /// The execution history.
     pub history: Vec<HistoryEvent>,
+    /// Where to redrive it from, when it failed.
+    #[serde(skip)]
+    pub redrive: Option<Redrive>,
 }
 
 /// The most history events an execution may have (Step Functions quotas: 25,000).
@@ -133,28 +145,101 @@ pub async fn run(
 
 /// Runs a definition that [`check::check`] accepted.
 pub async fn run_checked(definition: &Value, input: Value, runner: &dyn TaskRunner, options: &Options) -> Outcome {
+    run_until(definition, input, runner, options, &CancellationToken::new()).await
+}
+
+/// [`run_checked`], stopped when `stop` is cancelled (StopExecution): the execution ends at once
+/// with status `ABORTED` and an `ExecutionAborted` event; tasks it started are the runner's
+/// business (on AWS, running Lambda invocations run to their end).
+pub async fn run_until(
+    definition: &Value,
+    input: Value,
+    runner: &dyn TaskRunner,
+    options: &Options,
+    stop: &CancellationToken,
+) -> Outcome {
+    start(definition, input, runner, options, stop, None).await
+}
+
+/// Redrives a failed execution from where it failed (AWS `RedriveExecution`): the failed state
+/// runs again on its input, and a failed top-level Map reruns only its unsuccessful
+/// iterations. The history continues: `ExecutionRedriven`, ids after the failed run's.
+pub async fn redrive(
+    definition: &Value,
+    from: Redrive,
+    runner: &dyn TaskRunner,
+    options: &Options,
+    stop: &CancellationToken,
+) -> Outcome {
+    let input = from.input.clone();
+    start(definition, input, runner, options, stop, Some(from)).await
+}
+
+async fn start(
+    definition: &Value,
+    input: Value,
+    runner: &dyn TaskRunner,
+    options: &Options,
+    stop: &CancellationToken,
+    resume: Option<Redrive>,
+) -> Outcome {
+    let redrives = resume.as_ref().map_or(0, |r| r.count + 1);
+    let first_id = resume.as_ref().map_or(1, |r| r.next_event_id);
     let exec = Exec {
         runner,
         options,
         start: tokio::time::Instant::now(),
         history: Mutex::new(Vec::new()),
-        rng: Mutex::new(options.seed),
+        rng: Mutex::new(options.seed ^ u64::from(redrives)),
         execution_input: input.clone(),
+        resume: Mutex::new(resume.clone()),
+        failed_at: Mutex::new(None),
+        first_id,
+        redrives,
     };
-    let thread = Thread::new(0);
-    exec.event(
-        &thread,
-        "ExecutionStarted",
-        json!({"executionStartedEventDetails": {"input": input.to_string(), "roleArn": ROLE_ARN}}),
-    );
+    let thread = Thread::new(first_id.saturating_sub(1));
+    if resume.is_some() {
+        exec.event(
+            &thread,
+            "ExecutionRedriven",
+            json!({"executionRedrivenEventDetails": {"redriveCount": redrives}}),
+        );
+    } else {
+        exec.event(
+            &thread,
+            "ExecutionStarted",
+            json!({"executionStartedEventDetails": {"input": input.to_string(), "roleArn": ROLE_ARN}}),
+        );
+    }
     let top = Scope::default();
     let work = exec.machine(definition, input, &top, &thread);
-    let result = match definition.get("TimeoutSeconds").and_then(Value::as_u64) {
-        Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), work).await {
+    let timeout = definition
+        .get("TimeoutSeconds")
+        .and_then(Value::as_u64)
+        .map_or(Duration::MAX, Duration::from_secs);
+    let result = tokio::select! {
+        biased;
+        () = stop.cancelled() => None,
+        r = tokio::time::timeout(timeout, work) => Some(match r {
             Ok(r) => r,
             Err(_) => Err(Failure::new(errors::TIMEOUT, "The execution timed out.")),
-        },
-        None => work.await,
+        }),
+    };
+    let Some(result) = result else {
+        exec.event(&thread, "ExecutionAborted", json!({}));
+        let history = exec
+            .history
+            .into_inner()
+            .expect("no thread panicked holding the history");
+        return Outcome {
+            status: "ABORTED",
+            output: None,
+            error: None,
+            cause: None,
+            elapsed_s: exec.start.elapsed().as_secs_f64(),
+            history,
+            redrive: None,
+        };
     };
     let (status, output, error, cause) = match result {
         Ok(out) => {
@@ -184,6 +269,18 @@ pub async fn run_checked(definition: &Value, input: Value, runner: &dyn TaskRunn
         .history
         .into_inner()
         .expect("no thread panicked holding the history");
+    let redrive = if status == "FAILED" {
+        exec.failed_at
+            .into_inner()
+            .expect("no thread panicked holding the failure point")
+            .map(|mut r| {
+                r.count = redrives;
+                r.next_event_id = first_id + history.len() as u64;
+                r
+            })
+    } else {
+        None
+    };
     Outcome {
         status,
         output,
@@ -191,6 +288,7 @@ pub async fn run_checked(definition: &Value, input: Value, runner: &dyn TaskRunn
         cause,
         elapsed_s: exec.start.elapsed().as_secs_f64(),
         history,
+        redrive,
     }
 }
 
@@ -213,6 +311,8 @@ impl Thread {
 #[derive(Clone, Debug, Default)]
 struct Scope {
     item: Option<(usize, Value)>,
+    /// Inside a Map iteration or a Parallel branch (not the top level).
+    nested: bool,
 }
 
 struct Exec<'a> {
@@ -222,6 +322,31 @@ struct Exec<'a> {
     history: Mutex<Vec<HistoryEvent>>,
     rng: Mutex<u64>,
     execution_input: Value,
+    /// Redrives before this run (`$$.Execution.RedriveCount`).
+    redrives: u32,
+    /// Where a redrive resumes, and a top-level Map's finished iterations.
+    resume: Mutex<Option<Redrive>>,
+    /// Where the top level failed, for a later redrive.
+    failed_at: Mutex<Option<Redrive>>,
+    first_id: u64,
+}
+
+/// Where a failed execution can be redriven from (AWS `RedriveExecution`): the state it failed
+/// in, that state's input, and, when it is a Map, the outputs of its iterations that succeeded
+/// (only the others run again).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Redrive {
+    /// The state the execution failed in.
+    pub state: String,
+    /// That state's input.
+    pub input: Value,
+    /// A failed Map's successful iterations, or a failed Parallel's successful branches, by
+    /// index.
+    pub map_done: BTreeMap<usize, Value>,
+    /// Redrives so far (`$$.Execution.RedriveCount` of the next).
+    pub count: u32,
+    /// The next history event's id.
+    pub next_event_id: u64,
 }
 
 /// Where a state sends the execution.
@@ -265,7 +390,7 @@ impl Exec<'_> {
     /// Appends an event; returns its id. Past the history limit, nothing more is recorded.
     fn event(&self, thread: &Thread, kind: &str, details: Value) -> u64 {
         let mut h = self.history.lock().expect("no thread panicked holding the history");
-        let id = h.len() as u64 + 1;
+        let id = h.len() as u64 + self.first_id;
         let previous = thread.last.swap(id, Ordering::Relaxed);
         let details = match details {
             Value::Object(m) => m,
@@ -302,7 +427,7 @@ impl Exec<'_> {
                 "Name": self.options.execution_name,
                 "RoleArn": ROLE_ARN,
                 "StartTime": time::format_ms(self.options.start_time_ms),
-                "RedriveCount": 0,
+                "RedriveCount": self.redrives,
             },
             "State": {
                 "EnteredTime": time::format_ms(self.options.start_time_ms + entered_ms as i64),
@@ -331,6 +456,15 @@ impl Exec<'_> {
                 .as_str()
                 .expect("checked: StartAt is a string")
                 .to_owned();
+            if !scope.nested
+                && let Some(r) = self
+                    .resume
+                    .lock()
+                    .expect("no thread panicked holding the resume point")
+                    .as_ref()
+            {
+                current = r.state.clone();
+            }
             let mut data = input;
             loop {
                 if self.history_full() {
@@ -340,7 +474,35 @@ impl Exec<'_> {
                     ));
                 }
                 let state = &states[&current];
-                match self.state(&current, state, data, scope, thread).await? {
+                self.runner.transition().await;
+                let kept = (!scope.nested).then(|| data.clone());
+                let result = self.state(&current, state, data, scope, thread).await;
+                if let (Err(_), Some(input)) = (&result, kept) {
+                    let mut failed = self
+                        .failed_at
+                        .lock()
+                        .expect("no thread panicked holding the failure point");
+                    let map_done = failed
+                        .take()
+                        .filter(|r| r.state == current)
+                        .map(|r| r.map_done)
+                        .unwrap_or_default();
+                    *failed = Some(Redrive {
+                        state: current.clone(),
+                        input,
+                        map_done,
+                        count: 0,
+                        next_event_id: 0,
+                    });
+                }
+                // A redrive resumes once; the states after it run as usual.
+                if !scope.nested {
+                    let mut r = self.resume.lock().expect("no thread panicked holding the resume point");
+                    if r.as_ref().is_some_and(|r| r.state == current) {
+                        *r = None;
+                    }
+                }
+                match result? {
                     Transition::Next(next, out) => {
                         current = next;
                         data = out;
@@ -624,8 +786,8 @@ impl Exec<'_> {
                 let ctx = self.context(name, entered_ms, retry_count, scope);
                 let work = match ty {
                     "Task" => self.task(name, state, &effective, &ctx, retry_count, thread).await,
-                    "Parallel" => self.parallel(state, &effective, &ctx, scope, thread).await,
-                    _ => self.map(name, state, &effective, &ctx, thread).await,
+                    "Parallel" => self.parallel(name, state, &effective, &ctx, scope, thread).await,
+                    _ => self.map(name, state, &effective, &ctx, scope, thread).await,
                 };
                 match work {
                     Ok(v) => break Ok(v),
@@ -637,6 +799,7 @@ impl Exec<'_> {
                                 retry_count += 1;
                                 let delay = retriers[i].delay(used[i], || self.next_random());
                                 tokio::time::sleep(delay).await;
+                                self.runner.transition().await;
                             }
                             _ => break Err(f),
                         }
@@ -770,8 +933,10 @@ impl Exec<'_> {
         result
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn parallel(
         &self,
+        name: &str,
         state: &Value,
         effective: &Value,
         ctx: &Value,
@@ -785,22 +950,53 @@ impl Exec<'_> {
         let branches = state["Branches"].as_array().expect("checked: Branches is an array");
         let started = self.event(thread, "ParallelStateStarted", json!({}));
         let threads: Vec<Thread> = branches.iter().map(|_| Thread::new(started)).collect();
+        let top = !scope.nested;
+        // A redrive of this (top-level) Parallel keeps the branches that succeeded.
+        let mut outputs: BTreeMap<usize, Value> = if top {
+            self.resume
+                .lock()
+                .expect("no thread panicked holding the resume point")
+                .as_ref()
+                .filter(|r| r.state == name)
+                .map(|r| r.map_done.clone())
+                .unwrap_or_default()
+        } else {
+            BTreeMap::new()
+        };
+        let scope = &Scope {
+            item: scope.item.clone(),
+            nested: true,
+        };
         let mut running: FuturesUnordered<_> = branches
             .iter()
             .zip(&threads)
             .enumerate()
+            .filter(|(i, _)| !outputs.contains_key(i))
             .map(|(i, (b, t))| {
                 let input = input.clone();
                 async move { (i, self.machine(b, input, scope, t).await) }
             })
             .collect();
-        let mut outputs: BTreeMap<usize, Value> = BTreeMap::new();
         while let Some((i, r)) = running.next().await {
             match r {
                 Ok(v) => {
                     outputs.insert(i, v);
                 }
-                Err(f) => return Err(f),
+                Err(f) => {
+                    if top {
+                        *self
+                            .failed_at
+                            .lock()
+                            .expect("no thread panicked holding the failure point") = Some(Redrive {
+                            state: name.to_owned(),
+                            input: Value::Null,
+                            map_done: outputs,
+                            count: 0,
+                            next_event_id: 0,
+                        });
+                    }
+                    return Err(f);
+                }
             }
         }
         self.event(thread, "ParallelStateSucceeded", json!({}));
@@ -813,6 +1009,7 @@ impl Exec<'_> {
         state: &Value,
         effective: &Value,
         ctx: &Value,
+        scope: &Scope,
         thread: &Thread,
     ) -> Result<Value, Failure> {
         let items_path = str_field(state, "ItemsPath").unwrap_or("$");
@@ -859,6 +1056,7 @@ impl Exec<'_> {
         for (i, item) in items.iter().enumerate() {
             let scope = Scope {
                 item: Some((i, item.clone())),
+                nested: true,
             };
             let item_ctx = self.context(name, 0, 0, &scope);
             let mut c = ctx.clone();
@@ -874,11 +1072,46 @@ impl Exec<'_> {
             .enumerate()
             .map(|(i, item)| Scope {
                 item: Some((i, item.clone())),
+                nested: true,
             })
             .collect();
-        let mut pending = inputs.into_iter().enumerate();
+        // A redrive of this (top-level) Map keeps the iterations that succeeded.
+        let done: BTreeMap<usize, Value> = if scope.nested {
+            BTreeMap::new()
+        } else {
+            self.resume
+                .lock()
+                .expect("no thread panicked holding the resume point")
+                .as_ref()
+                .filter(|r| r.state == name)
+                .map(|r| r.map_done.clone())
+                .unwrap_or_default()
+        };
+        let mut outputs: Vec<Option<Value>> = (0..n).map(|i| done.get(&i).cloned()).collect();
+        let mut pending = inputs.into_iter().enumerate().filter(|(i, _)| !done.contains_key(i));
         let mut running = FuturesUnordered::new();
-        let mut outputs: Vec<Option<Value>> = vec![None; n];
+        let mut failed_idx = std::collections::BTreeSet::new();
+        // On failure, a top-level Map leaves its successful iterations for a redrive.
+        let record = |outputs: &[Option<Value>], failed: &std::collections::BTreeSet<usize>| {
+            if !scope.nested {
+                let map_done = outputs
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| !failed.contains(i))
+                    .filter_map(|(i, o)| o.clone().map(|v| (i, v)))
+                    .collect();
+                *self
+                    .failed_at
+                    .lock()
+                    .expect("no thread panicked holding the failure point") = Some(Redrive {
+                    state: name.to_owned(),
+                    input: Value::Null,
+                    map_done,
+                    count: 0,
+                    next_event_id: 0,
+                });
+            }
+        };
         let mut failures = 0usize;
         let iteration = |i: usize, input: Value| {
             let (t, s) = (&threads[i], &scopes[i]);
@@ -913,9 +1146,13 @@ impl Exec<'_> {
             let Some((i, r)) = running.next().await else { break };
             match r {
                 Ok(v) => outputs[i] = Some(v),
-                Err(f) if !tolerant => return Err(f),
+                Err(f) if !tolerant => {
+                    record(&outputs, &failed_idx);
+                    return Err(f);
+                }
                 Err(f) => {
                     failures += 1;
+                    failed_idx.insert(i);
                     outputs[i] = Some(f.to_json());
                     let over_count = tolerated_count.is_some_and(|c| failures as u64 > c);
                     let over_pct = tolerated_pct.is_some_and(|p| failures as f64 * 100.0 / n as f64 > p);
@@ -924,6 +1161,7 @@ impl Exec<'_> {
                         _ => over_count || over_pct,
                     };
                     if over {
+                        record(&outputs, &failed_idx);
                         return Err(Failure::new(
                             errors::EXCEED_TOLERATED_FAILURE_THRESHOLD,
                             format!(
