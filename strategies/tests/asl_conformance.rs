@@ -562,3 +562,22 @@ fn a_redriven_parallel_reruns_only_its_failed_branches() {
     assert_eq!(resources.iter().filter(|r| *r == "a").count(), 1, "{resources:?}");
     assert_eq!(resources.iter().filter(|r| *r == "b").count(), 2, "{resources:?}");
 }
+
+#[test]
+fn a_task_without_heartbeats_times_out_at_heartbeat_seconds() {
+    // HeartbeatSeconds 10 under TimeoutSeconds 60: a task that runs 30 s and never heartbeats
+    // fails at 10 s with States.Timeout, which a catcher may name States.HeartbeatTimeout.
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "r", "TimeoutSeconds": 60, "HeartbeatSeconds": 10,
+              "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "H"}], "End": true},
+        "H": {"Type": "Pass", "End": true}}});
+    let o = run(def, json!({}), &["r=delay:30s:echo"]);
+    assert_eq!(ok(&o)["Error"], "States.Timeout");
+    assert_eq!(o.elapsed_s, 10.0);
+    // A plain timeout is no heartbeat timeout.
+    let def = json!({"StartAt": "T", "States": {
+        "T": {"Type": "Task", "Resource": "r", "TimeoutSeconds": 5,
+              "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "H"}], "End": true},
+        "H": {"Type": "Pass", "End": true}}});
+    assert_eq!(failed(&run(def, json!({}), &["r=delay:30s:echo"])).0, "States.Timeout");
+}

@@ -213,3 +213,35 @@ fn every_execution_history_lands_in_the_report_as_json_lines() {
     assert_eq!(r.artifacts["history"].lines.len(), 2);
     assert_eq!(metric(&r, "histories_dropped"), 1.0);
 }
+
+#[test]
+fn express_is_at_least_once_when_asked_and_duplicates_cost_tokens_not_results() {
+    // Every Express execution runs twice (rate 1): each run is billed, the twins' answers are
+    // duplicates or discarded, never a second result, and every file still completes once.
+    let r = run(&scenario(
+        "[strategies.stepfn]\nworkflow = \"express\"\nexpress_duplicate_rate = 1.0\n",
+    ));
+    assert_eq!(r.summary.files_completed, 3);
+    assert_eq!(metric(&r, "express_duplicates"), 3.0);
+    assert_eq!(
+        r.summary.orchestration_units.get(&sim::cost::Unit::ExpressRequest),
+        Some(&6.0)
+    );
+    assert_eq!(r.summary.llm_requests, 18, "every chunk asked twice");
+    assert_eq!(r.summary.chunks_validated, 9, "one result per chunk");
+    assert!(r.summary.tokens_wasted > 0, "the twins' tokens bought nothing");
+    // The rate is checked.
+    let bad = Scenario::parse(
+        &format!("{}\n", include_str!("../../scenarios/baseline.toml")).replace(
+            "[params]",
+            "[strategies.stepfn]\nexpress_duplicate_rate = 1.5\n[params]",
+        ),
+        "bad",
+    )
+    .expect("the scenario parses; the strategy checks its own table");
+    let err = strategies::build("stepfn", &bad).err().expect("refused").to_string();
+    assert!(
+        err.contains("express_duplicate_rate") || err.contains("[0, 1]"),
+        "{err}"
+    );
+}

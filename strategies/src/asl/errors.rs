@@ -9,6 +9,9 @@ pub const ALL: &str = "States.ALL";
 pub const TASK_FAILED: &str = "States.TaskFailed";
 /// A task ran longer than `TimeoutSeconds`, or missed a heartbeat.
 pub const TIMEOUT: &str = "States.Timeout";
+/// A task sent no heartbeat within `HeartbeatSeconds`: raised as [`TIMEOUT`], and matched by
+/// this name too in Retry and Catch.
+pub const HEARTBEAT_TIMEOUT: &str = "States.HeartbeatTimeout";
 /// An unrecoverable error in the interpreter: a path that selects nothing, a value of the wrong
 /// type. Never caught by `States.ALL`.
 pub const RUNTIME: &str = "States.Runtime";
@@ -38,6 +41,8 @@ pub struct Failure {
     pub error: String,
     /// A human-readable cause.
     pub cause: String,
+    /// A [`TIMEOUT`] for a missed heartbeat (it also matches [`HEARTBEAT_TIMEOUT`]).
+    pub heartbeat: bool,
 }
 
 impl Failure {
@@ -46,6 +51,7 @@ impl Failure {
         Self {
             error: error.into(),
             cause: cause.into(),
+            heartbeat: false,
         }
     }
 
@@ -56,6 +62,7 @@ impl Failure {
         let terminal = self.error == RUNTIME || self.error == DATA_LIMIT_EXCEEDED;
         names.iter().any(|n| {
             n == &self.error
+                || (n == HEARTBEAT_TIMEOUT && self.heartbeat)
                 || (n == ALL && !terminal)
                 || (n == TASK_FAILED && from_task && !terminal && self.error != TIMEOUT)
         })

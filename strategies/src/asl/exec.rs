@@ -888,17 +888,30 @@ impl Exec<'_> {
             details(scheduled, json!({"resource": resource, "input": input.to_string()})),
         );
         self.event(thread, started, json!({}));
-        let timeout = match (field(state, "TimeoutSeconds"), str_field(state, "TimeoutSecondsPath")) {
-            (Some(t), _) => t.as_u64(),
-            (None, Some(p)) => match paths::select(p, effective, ctx)?.as_u64() {
-                Some(t) if t > 0 => Some(t),
-                _ => {
-                    return Err(Failure::new(
+        let seconds = |key: &str, path_key: &str| -> Result<Option<u64>, Failure> {
+            match (field(state, key), str_field(state, path_key)) {
+                (Some(t), _) => Ok(t.as_u64()),
+                (None, Some(p)) => match paths::select(p, effective, ctx)?.as_u64() {
+                    Some(t) if t > 0 => Ok(Some(t)),
+                    _ => Err(Failure::new(
                         errors::PARAMETER_PATH_FAILURE,
-                        format!("The TimeoutSecondsPath '{p}' must select a positive integer"),
-                    ));
-                }
-            },
+                        format!("The {path_key} '{p}' must select a positive integer"),
+                    )),
+                },
+                (None, None) => Ok(None),
+            }
+        };
+        // No task here sends heartbeats (only activities and callbacks can), so a heartbeat
+        // interval is a deadline too: past it the task fails with States.Timeout, which a
+        // retrier or catcher may also name States.HeartbeatTimeout (AWS "Error names").
+        let (timeout, heartbeat) = (
+            seconds("TimeoutSeconds", "TimeoutSecondsPath")?,
+            seconds("HeartbeatSeconds", "HeartbeatSecondsPath")?,
+        );
+        let deadline = match (timeout, heartbeat) {
+            (Some(t), Some(h)) if h < t => Some((h, true)),
+            (Some(t), _) => Some((t, false)),
+            (None, Some(h)) => Some((h, true)),
             (None, None) => None,
         };
         let call = TaskCall {
@@ -907,11 +920,17 @@ impl Exec<'_> {
             input,
             retry_count,
         };
-        let result = match timeout {
-            Some(secs) => match tokio::time::timeout(Duration::from_secs(secs), self.runner.invoke(call)).await {
+        let result = match deadline {
+            Some((secs, heartbeat)) => match tokio::time::timeout(Duration::from_secs(secs), self.runner.invoke(call))
+                .await
+            {
                 Ok(r) => r,
                 Err(_) => {
-                    let f = Failure::new(errors::TIMEOUT, format!("The task '{name}' timed out after {secs} s."));
+                    let mut f = Failure::new(errors::TIMEOUT, format!("The task '{name}' timed out after {secs} s."));
+                    if heartbeat {
+                        f.cause = format!("The task '{name}' sent no heartbeat for {secs} s.");
+                        f.heartbeat = true;
+                    }
                     self.event(
                         thread,
                         timed_out,

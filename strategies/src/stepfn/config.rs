@@ -101,6 +101,11 @@ pub struct StepFnConfig {
     /// Redrives per file, at most. Default 3.
     #[serde(default = "default_redrives")]
     pub max_redrives: NonZeroU32,
+    /// Express only: the share of executions that run twice (Express is at-least-once: AWS
+    /// documents that an execution may run more than once, not how often). From 0 to 1.
+    /// Default 0.
+    #[serde(default)]
+    pub express_duplicate_rate: Share,
     /// Execution histories kept in the report (`stepfn-history.jsonl`): the first this many
     /// executions'; the rest are counted in `histories_dropped`. Default 200.
     #[serde(default = "default_histories")]
@@ -119,9 +124,32 @@ impl Default for StepFnConfig {
             resources: default_resources(),
             redrive_after: None,
             max_redrives: default_redrives(),
+            express_duplicate_rate: Share(0.0),
             max_histories: default_histories(),
             lambda: LambdaConfig::default(),
         }
+    }
+}
+
+/// A share in [0, 1].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Share(pub f64);
+
+impl TryFrom<f64> for Share {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if (0.0..=1.0).contains(&v) {
+            Ok(Share(v))
+        } else {
+            Err(format!("{v:?} must lie in [0, 1]"))
+        }
+    }
+}
+
+impl From<Share> for f64 {
+    fn from(s: Share) -> f64 {
+        s.0
     }
 }
 

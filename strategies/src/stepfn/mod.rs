@@ -237,7 +237,7 @@ async fn file_executions(
     mut resume: Option<exec::Redrive>,
 ) {
     loop {
-        let (status, point) = execution(&shared, &file, redrives, resume.take()).await;
+        let (status, point) = execution(&shared, &file, redrives, resume.take(), false).await;
         if status != "FAILED" {
             return;
         }
@@ -327,6 +327,9 @@ struct ChunkBook {
     in_flight: BTreeSet<u32>,
     /// The execution has ended: an invocation finishing after it reports its own outcome.
     ended: Option<&'static str>,
+    /// A duplicate run of an Express execution (at-least-once): its answers count, its
+    /// failures are not the file's.
+    ghost: bool,
 }
 
 /// One execution of the definition over `file`'s chunks; its status.
@@ -335,34 +338,44 @@ async fn execution(
     file: &FileTask,
     redrives: u32,
     resume: Option<exec::Redrive>,
+    ghost: bool,
 ) -> (&'static str, Option<exec::Redrive>) {
     let ctx = &shared.ctx;
-    shared.metric("executions_started");
+    let express = shared.config.workflow == Workflow::Express;
+    let name = format!("file-{}", file.id.0 + 1);
+    if ghost {
+        shared.metric("express_duplicates");
+    } else {
+        shared.metric("executions_started");
+        // Express is at-least-once: now and then an execution runs twice, at once.
+        let rate = shared.config.express_duplicate_rate.0;
+        if express && rate > 0.0 && ctx.rng(&format!("stepfn/express/{name}/{redrives}")).next_f64() < rate {
+            ctx.spawn(duplicate(shared.clone(), file.clone(), redrives));
+        }
+    }
     let running = {
         let mut st = shared.lock();
         st.running += 1;
         st.running
     };
     ctx.gauge("executions_running", f64::from(running));
-    let book = Arc::new(Mutex::new(ChunkBook::default()));
+    let book = Arc::new(Mutex::new(ChunkBook {
+        ghost,
+        ..ChunkBook::default()
+    }));
     let runner = Runner {
         shared: shared.clone(),
         file: file.id,
         book: book.clone(),
     };
-    let name = format!("file-{}", file.id.0 + 1);
     let options = exec::Options {
         machine_name: "orchbench".into(),
-        execution_name: if redrives == 0 {
-            name.clone()
-        } else {
-            format!("{name}-redrive-{redrives}")
-        },
+        // A redriven execution keeps its name (and ARN).
+        execution_name: name.clone(),
         start_time_ms: exec::Options::default().start_time_ms + ctx.now().as_millis() as i64,
         seed: ctx.rng(&format!("stepfn/{name}/{redrives}")).sim().next_u64(),
     };
     let input = json!({"file": name, "chunks": file.chunks});
-    let express = shared.config.workflow == Workflow::Express;
     if express {
         ctx.bill(Unit::ExpressRequest, 1.0);
     }
@@ -408,20 +421,27 @@ async fn execution(
     }
     watcher.abort();
     let status = outcome.status;
-    shared.metric(match status {
-        "SUCCEEDED" => "executions_succeeded",
-        "ABORTED" => "executions_aborted",
-        _ => "executions_failed",
-    });
-    // Chunks nobody reported and no invocation still works on end with the execution.
+    if !ghost {
+        shared.metric(match status {
+            "SUCCEEDED" => "executions_succeeded",
+            "ABORTED" => "executions_aborted",
+            _ => "executions_failed",
+        });
+    }
+    // Chunks nobody reported and no invocation still works on end with the execution (a
+    // duplicate run reports nothing: its file is the original's business).
     let to_report: Vec<u32> = {
         let mut b = book.lock().expect("no task panicked holding the book");
         b.ended = Some(status);
-        file.chunks
-            .iter()
-            .copied()
-            .filter(|c| !b.reported.contains(c) && !b.in_flight.contains(c))
-            .collect()
+        if ghost {
+            Vec::new()
+        } else {
+            file.chunks
+                .iter()
+                .copied()
+                .filter(|c| !b.reported.contains(c) && !b.in_flight.contains(c))
+                .collect()
+        }
     };
     let end_outcome = if status == "ABORTED" {
         ChunkOutcome::Cancelled
@@ -456,6 +476,14 @@ async fn execution(
     };
     ctx.gauge("executions_running", f64::from(running));
     (status, outcome.redrive)
+}
+
+/// An Express execution's duplicate run (boxed: `execution` starts it, so its future type
+/// cannot contain itself).
+fn duplicate(shared: Arc<Shared>, file: FileTask, redrives: u32) -> BoxFuture<'static, ()> {
+    Box::pin(async move {
+        execution(&shared, &file, redrives, None, true).await;
+    })
 }
 
 /// Runs the Task states of one execution as Lambda functions.
@@ -701,13 +729,13 @@ async fn validate_chunk(
         .in_flight
         .insert(chunk);
     let result = ctx.call(req).await;
-    let ended = {
+    let (ended, ghost) = {
         let mut b = book.lock().expect("no task panicked holding the book");
         b.in_flight.remove(&chunk);
         if result.is_ok() {
             b.reported.insert(chunk);
         }
-        b.ended
+        (b.ended, b.ghost)
     };
     match result {
         Ok(response) => {
@@ -715,7 +743,7 @@ async fn validate_chunk(
             Ok(json!({"chunk": chunk, "verdict": format!("{:?}", response.verdict).to_lowercase()}))
         }
         Err(e) => {
-            if let Some(status) = ended {
+            if let Some(status) = ended.filter(|_| !ghost) {
                 let outcome = if status == "ABORTED" {
                     ChunkOutcome::Cancelled
                 } else {
