@@ -151,14 +151,17 @@ fn express_workflows_bill_executions_not_transitions() {
 }
 
 #[test]
-fn start_execution_is_throttled_past_its_burst() {
-    // 1,400 one-chunk files at once against StartExecution's bucket of 1,300 refilled at 300/s.
+fn start_execution_and_state_transitions_are_throttled_past_their_bursts() {
+    // 1,400 files at once against StartExecution's bucket of 1,300 refilled at 300/s: the last
+    // 100 wait once. Each execution of 3 chunks takes 5 transitions in its first half second
+    // (controller, Map, 3 iterations): 1,300 of them ask for 6,500 against a bucket of 5,000
+    // refilled at 1,500/s, so transitions are throttled too.
     let s = Scenario::parse(
         r#"
 name = "many"
 [workload]
 files = 1400
-chunks_per_file = { dist = "fixed", value = 1 }
+chunks_per_file = { dist = "fixed", value = 3 }
 prompt_tokens = { dist = "fixed", value = 10 }
 completion_tokens = { dist = "fixed", value = 1 }
 max_tokens = 1
@@ -244,4 +247,15 @@ fn express_is_at_least_once_when_asked_and_duplicates_cost_tokens_not_results() 
         err.contains("express_duplicate_rate") || err.contains("[0, 1]"),
         "{err}"
     );
+}
+
+#[test]
+fn a_lambda_past_its_timeout_is_stopped_and_fails() {
+    // A 500 ms function timeout against 1 s LLM calls: every validator is stopped
+    // (Sandbox.Timedout, a task failure its retrier tries twice more), so every file fails;
+    // the stopped calls are billed but bought nothing.
+    let r = run(&scenario("[strategies.stepfn.lambda]\ntimeout = \"500ms\"\n"));
+    assert_eq!(r.summary.files_failed, 3);
+    assert_eq!(r.summary.chunks_validated, 0);
+    assert_eq!(r.summary.llm_requests, 9 * 3, "each chunk tried 3 times");
 }
