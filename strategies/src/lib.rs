@@ -9,6 +9,7 @@
 //! - [`adaptive`]: fan-out under a feedback controller (a header-learning token pacer, or AIMD);
 //! - [`asl`]: the Amazon States Language: checker and interpreter;
 //! - [`stepfn`]: Step Functions executions of an ASL definition over simulated Lambda;
+//! - [`aws`]: the simulated AWS services (Lambda, SQS, DynamoDB) the serverless designs share;
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -19,6 +20,7 @@
 
 pub mod adaptive;
 pub mod asl;
+pub mod aws;
 pub mod cookbook;
 pub mod error;
 pub mod fixed;

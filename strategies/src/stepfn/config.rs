@@ -34,7 +34,7 @@ pub enum Role {
     StoreResults,
 }
 
-/// `[strategies.stepfn.lambda]`: the Lambda account and functions (see `stepfn::lambda`).
+/// `[strategies.stepfn.lambda]`: the Lambda account and functions (see `crate::aws::lambda`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaConfig {

@@ -1,7 +1,7 @@
 //! `stepfn`: the reference architecture on AWS Step Functions. One execution per file, started
 //! through the StartExecution quota, runs a real Amazon States Language definition
 //! ([`crate::asl`]) whose Task states are Lambda functions in a simulated account
-//! ([`lambda`]): a TPM controller picks the execution's Map concurrency from the parameter store
+//! ([`crate::aws::lambda`]): a TPM controller picks the execution's Map concurrency from the parameter store
 //! and the tokens of the last minute (a DynamoDB-like table the validators write), and a Map of
 //! validate-chunk functions, one LLM call each, retries 429s by its `Retry`.
 //!
@@ -29,7 +29,6 @@
 //! `stepfn-history.jsonl` (Express executions keep none, as on AWS).
 
 mod config;
-pub mod lambda;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::Path;
@@ -44,8 +43,8 @@ use sim::scenario::FileId;
 use sim::{ChunkOutcome, FileTask, LlmError, RunContext};
 use simkit::quota::Quota;
 
+use crate::aws::lambda::{Lambda, LambdaModel};
 pub use config::{LambdaConfig, Role, StepFnConfig, Workflow};
-use lambda::{Lambda, LambdaModel};
 
 use crate::asl::errors::Failure;
 use crate::asl::exec::{self, TaskCall, TaskRunner};

@@ -1,0 +1,12 @@
+//! The AWS services the serverless designs run on, simulated as pure state that takes `now`
+//! (no clock, no I/O), each rule with its source in its module's docs and a test beside it.
+//! Both `stepfn` and the SQS choreography use them.
+//!
+//! - [`lambda`]: execution environments, cold starts, concurrency limits, scaling, billing;
+//! - [`sqs`]: a standard queue with visibility timeouts, receive counts, a dead-letter queue,
+//!   delays, batches, retention and at-least-once duplicates;
+//! - [`dynamo`]: a table with conditional writes, atomic counters and provisioned capacity.
+
+pub mod dynamo;
+pub mod lambda;
+pub mod sqs;

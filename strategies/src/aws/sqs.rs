@@ -1,0 +1,447 @@
+//! An SQS standard queue, as pure state taking `now`: what a choreography over queues meets.
+//!
+//! Rules (Amazon SQS Developer Guide):
+//! - **At-least-once delivery**: a standard queue may deliver a message more than once, even
+//!   while another consumer holds it. Modelled by `duplicate_rate`: the chance that a received
+//!   message is not hidden, so that the next receive delivers it again ("Amazon SQS standard
+//!   queues", "At-least-once delivery").
+//! - **Visibility timeout**: a received message is hidden for the queue's timeout (default 30 s,
+//!   at most 12 h), then visible again unless deleted; `ChangeMessageVisibility` sets the rest
+//!   of it from now ("Amazon SQS visibility timeout").
+//! - **Receive count and dead-letter queue**: every receive increments
+//!   `ApproximateReceiveCount`; with a redrive policy, a message received more than
+//!   `maxReceiveCount` times is moved to the dead-letter queue instead of being delivered ("Using
+//!   dead-letter queues").
+//! - **Delay**: `DelaySeconds` (queue default or per message, at most 15 min) keeps a new message
+//!   invisible that long ("Amazon SQS delay queues").
+//! - **Receive**: at most 10 messages per call ("ReceiveMessage", MaxNumberOfMessages 1–10);
+//!   long polling (`WaitTimeSeconds` ≤ 20) is the caller's wait until [`Queue::next_visible`].
+//! - **Retention**: a message older than the retention period (default 4 days, 1 min to 14 days)
+//!   is deleted ("Amazon SQS message retention").
+//!
+//! Order among visible messages is by when they became visible, then by send order: a standard
+//! queue promises no order, and this one is deterministic.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+/// A queue's settings.
+#[derive(Clone, Debug, PartialEq)]
+pub struct QueueConfig {
+    /// How long a received message stays hidden. Default 30 s.
+    pub visibility_timeout: Duration,
+    /// How long a new message stays invisible. Default 0.
+    pub delay: Duration,
+    /// How long a message is kept. Default 4 days.
+    pub retention: Duration,
+    /// The redrive policy's `maxReceiveCount`: past it, a message goes to the dead-letter queue.
+    /// Default none (kept until retention).
+    pub max_receive_count: Option<u32>,
+    /// The chance that a received message stays visible and is delivered again (at-least-once).
+    /// Default 0.
+    pub duplicate_rate: f64,
+}
+
+impl Default for QueueConfig {
+    fn default() -> Self {
+        Self {
+            visibility_timeout: Duration::from_secs(30),
+            delay: Duration::ZERO,
+            retention: Duration::from_secs(4 * 24 * 3600),
+            max_receive_count: None,
+            duplicate_rate: 0.0,
+        }
+    }
+}
+
+/// The most messages one receive returns.
+pub const MAX_RECEIVE_BATCH: usize = 10;
+/// The longest long poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(20);
+/// The longest visibility timeout.
+pub const MAX_VISIBILITY: Duration = Duration::from_secs(12 * 3600);
+/// The longest delay.
+pub const MAX_DELAY: Duration = Duration::from_secs(15 * 60);
+
+/// A message as a consumer receives it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Received<T> {
+    /// The message id (stable across deliveries).
+    pub id: u64,
+    /// This delivery's receipt handle (for delete and visibility changes).
+    pub receipt: u64,
+    /// `ApproximateReceiveCount` including this delivery.
+    pub receive_count: u32,
+    /// The body.
+    pub body: T,
+}
+
+#[derive(Clone, Debug)]
+struct Entry<T> {
+    body: T,
+    sent: Duration,
+    visible_at: Duration,
+    receive_count: u32,
+    /// The receipt handle of the latest delivery.
+    receipt: u64,
+}
+
+/// What a receive did besides delivering.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReceiveEffects {
+    /// Messages moved to the dead-letter queue, by id.
+    pub dead_lettered: Vec<u64>,
+    /// Messages deleted because they outlived retention, by id.
+    pub expired: Vec<u64>,
+    /// Deliveries that left their message visible (a duplicate will follow).
+    pub duplicated: u32,
+}
+
+/// A standard queue with its dead-letter queue.
+#[derive(Debug)]
+pub struct Queue<T> {
+    config: QueueConfig,
+    messages: BTreeMap<u64, Entry<T>>,
+    /// (visible_at, id) of every message.
+    by_visibility: BTreeSet<(Duration, u64)>,
+    next_id: u64,
+    next_receipt: u64,
+    dead: Vec<(u64, T)>,
+    /// Requests made (send, receive, delete, change visibility), for billing.
+    pub requests: u64,
+    /// Deliveries made, duplicates included.
+    pub deliveries: u64,
+}
+
+impl<T: Clone> Queue<T> {
+    /// An empty queue.
+    pub fn new(config: QueueConfig) -> Self {
+        Self {
+            config,
+            messages: BTreeMap::new(),
+            by_visibility: BTreeSet::new(),
+            next_id: 0,
+            next_receipt: 0,
+            dead: Vec::new(),
+            requests: 0,
+            deliveries: 0,
+        }
+    }
+
+    /// Sends a message at `now`, invisible for `delay` (the queue's when `None`); its id.
+    pub fn send(&mut self, now: Duration, body: T, delay: Option<Duration>) -> u64 {
+        self.requests += 1;
+        let id = self.next_id;
+        self.next_id += 1;
+        let visible_at = now + delay.unwrap_or(self.config.delay).min(MAX_DELAY);
+        self.messages.insert(
+            id,
+            Entry {
+                body,
+                sent: now,
+                visible_at,
+                receive_count: 0,
+                receipt: u64::MAX,
+            },
+        );
+        self.by_visibility.insert((visible_at, id));
+        id
+    }
+
+    /// Receives up to `max` (1–10) visible messages at `now`. `draw` gives a uniform number in
+    /// [0, 1) per delivery, for at-least-once duplicates.
+    pub fn receive(
+        &mut self,
+        now: Duration,
+        max: usize,
+        mut draw: impl FnMut() -> f64,
+    ) -> (Vec<Received<T>>, ReceiveEffects) {
+        self.requests += 1;
+        let mut effects = ReceiveEffects::default();
+        let mut out = Vec::new();
+        let max = max.clamp(1, MAX_RECEIVE_BATCH);
+        let candidates: Vec<(Duration, u64)> = self.by_visibility.range(..=(now, u64::MAX)).copied().collect();
+        for (at, id) in candidates {
+            if out.len() >= max {
+                break;
+            }
+            let entry = self.messages.get_mut(&id).expect("indexed messages exist");
+            if now.saturating_sub(entry.sent) >= self.config.retention {
+                self.by_visibility.remove(&(at, id));
+                self.messages.remove(&id);
+                effects.expired.push(id);
+                continue;
+            }
+            entry.receive_count += 1;
+            if self.config.max_receive_count.is_some_and(|m| entry.receive_count > m) {
+                let entry = self.messages.remove(&id).expect("present");
+                self.by_visibility.remove(&(at, id));
+                self.dead.push((id, entry.body));
+                effects.dead_lettered.push(id);
+                continue;
+            }
+            self.next_receipt += 1;
+            entry.receipt = self.next_receipt;
+            let duplicate = self.config.duplicate_rate > 0.0 && draw() < self.config.duplicate_rate;
+            if duplicate {
+                effects.duplicated += 1;
+            } else {
+                self.by_visibility.remove(&(at, id));
+                entry.visible_at = now + self.config.visibility_timeout;
+                self.by_visibility.insert((entry.visible_at, id));
+            }
+            self.deliveries += 1;
+            out.push(Received {
+                id,
+                receipt: entry.receipt,
+                receive_count: entry.receive_count,
+                body: entry.body.clone(),
+            });
+        }
+        (out, effects)
+    }
+
+    /// Deletes the message of `receipt`; false when it is gone or the receipt is no longer its
+    /// latest (it was delivered again since).
+    pub fn delete(&mut self, id: u64, receipt: u64) -> bool {
+        self.requests += 1;
+        match self.messages.get(&id) {
+            Some(e) if e.receipt == receipt => {
+                let at = e.visible_at;
+                self.messages.remove(&id);
+                self.by_visibility.remove(&(at, id));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// `ChangeMessageVisibility`: the message of `receipt` becomes visible `timeout` from now
+    /// (0: at once); false when the receipt is stale.
+    pub fn change_visibility(&mut self, now: Duration, id: u64, receipt: u64, timeout: Duration) -> bool {
+        self.requests += 1;
+        match self.messages.get_mut(&id) {
+            Some(e) if e.receipt == receipt => {
+                self.by_visibility.remove(&(e.visible_at, id));
+                e.visible_at = now + timeout.min(MAX_VISIBILITY);
+                self.by_visibility.insert((e.visible_at, id));
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// When the next message becomes visible (`now` or earlier: one is visible now).
+    pub fn next_visible(&self) -> Option<Duration> {
+        self.by_visibility.first().map(|(at, _)| *at)
+    }
+
+    /// Messages in the queue (visible, delayed or in flight).
+    pub fn len(&self) -> usize {
+        self.messages.len()
+    }
+
+    /// Whether the queue holds no message.
+    pub fn is_empty(&self) -> bool {
+        self.messages.is_empty()
+    }
+
+    /// Age of the oldest message at `now`.
+    pub fn oldest_age(&self, now: Duration) -> Option<Duration> {
+        self.messages.values().map(|e| now.saturating_sub(e.sent)).max()
+    }
+
+    /// The dead-letter queue's messages, in the order they arrived there.
+    pub fn dead_letters(&self) -> &[(u64, T)] {
+        &self.dead
+    }
+
+    /// Moves every dead letter back to the queue (a DLQ redrive), visible at `now`; how many.
+    pub fn redrive_dead_letters(&mut self, now: Duration) -> usize {
+        let dead = std::mem::take(&mut self.dead);
+        let n = dead.len();
+        for (_, body) in dead {
+            self.send(now, body, Some(Duration::ZERO));
+        }
+        n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn secs(s: u64) -> Duration {
+        Duration::from_secs(s)
+    }
+
+    fn never() -> f64 {
+        1.0
+    }
+
+    #[test]
+    fn a_received_message_is_hidden_for_the_visibility_timeout_then_returns() {
+        // Developer Guide, visibility timeout: received at 0 with the default 30 s, it is not
+        // received again until 30 s, then it is, with ApproximateReceiveCount 2.
+        let mut q = Queue::new(QueueConfig::default());
+        q.send(secs(0), "m", None);
+        let (got, _) = q.receive(secs(0), 1, never);
+        assert_eq!(got[0].receive_count, 1);
+        assert!(q.receive(secs(29), 1, never).0.is_empty());
+        let (again, _) = q.receive(secs(30), 1, never);
+        assert_eq!(again[0].receive_count, 2);
+        assert_ne!(again[0].receipt, got[0].receipt, "a new receipt handle per delivery");
+        // The old receipt no longer deletes it; the new one does.
+        assert!(!q.delete(got[0].id, got[0].receipt));
+        assert!(q.delete(again[0].id, again[0].receipt));
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn change_message_visibility_sets_the_rest_of_the_timeout_from_now() {
+        let mut q = Queue::new(QueueConfig::default());
+        q.send(secs(0), "m", None);
+        let (got, _) = q.receive(secs(0), 1, never);
+        assert!(q.change_visibility(secs(5), got[0].id, got[0].receipt, secs(2)));
+        assert!(q.receive(secs(6), 1, never).0.is_empty());
+        assert_eq!(q.receive(secs(7), 1, never).0.len(), 1, "visible at 5 + 2");
+        // Visibility 0 makes a message visible at once (the 429 "give it back now" path).
+        let mut q = Queue::new(QueueConfig::default());
+        q.send(secs(0), "m", None);
+        let (got, _) = q.receive(secs(0), 1, never);
+        q.change_visibility(secs(1), got[0].id, got[0].receipt, Duration::ZERO);
+        assert_eq!(q.receive(secs(1), 1, never).0.len(), 1);
+    }
+
+    #[test]
+    fn past_max_receive_count_a_message_goes_to_the_dead_letter_queue() {
+        // Redrive policy maxReceiveCount 3: three deliveries, and the fourth receive moves it.
+        let mut q = Queue::new(QueueConfig {
+            max_receive_count: Some(3),
+            ..QueueConfig::default()
+        });
+        q.send(secs(0), "poison", None);
+        for k in 0..3u64 {
+            assert_eq!(q.receive(secs(30 * k), 1, never).0.len(), 1);
+        }
+        let (got, effects) = q.receive(secs(90), 1, never);
+        assert!(got.is_empty());
+        assert_eq!(effects.dead_lettered.len(), 1);
+        assert_eq!(q.dead_letters().len(), 1);
+        assert!(q.is_empty());
+        // A DLQ redrive brings it back, with a fresh receive count.
+        assert_eq!(q.redrive_dead_letters(secs(100)), 1);
+        assert_eq!(q.receive(secs(100), 1, never).0[0].receive_count, 1);
+    }
+
+    #[test]
+    fn delay_seconds_keep_a_new_message_invisible() {
+        let mut q = Queue::new(QueueConfig {
+            delay: secs(10),
+            ..QueueConfig::default()
+        });
+        q.send(secs(0), "queue default", None);
+        q.send(secs(0), "per message", Some(secs(3)));
+        assert_eq!(q.next_visible(), Some(secs(3)));
+        let first = q.receive(secs(3), 10, never).0.remove(0);
+        assert_eq!(first.body, "per message");
+        assert!(q.receive(secs(9), 10, never).0.is_empty());
+        let second = q.receive(secs(10), 10, never).0.remove(0);
+        assert_eq!(second.body, "queue default");
+        q.delete(first.id, first.receipt);
+        q.delete(second.id, second.receipt);
+        // At most 15 minutes.
+        q.send(secs(20), "long", Some(secs(3600)));
+        assert_eq!(q.next_visible(), Some(secs(20 + 900)));
+    }
+
+    #[test]
+    fn a_receive_returns_at_most_ten_messages() {
+        let mut q = Queue::new(QueueConfig::default());
+        for i in 0..25 {
+            q.send(secs(0), i, None);
+        }
+        assert_eq!(q.receive(secs(0), 50, never).0.len(), 10);
+        assert_eq!(q.receive(secs(0), 0, never).0.len(), 1, "at least one is asked for");
+        assert_eq!(q.len(), 25, "received is not deleted");
+    }
+
+    #[test]
+    fn messages_past_retention_are_deleted() {
+        let mut q = Queue::new(QueueConfig {
+            retention: secs(60),
+            ..QueueConfig::default()
+        });
+        q.send(secs(0), "old", None);
+        let (got, effects) = q.receive(secs(60), 1, never);
+        assert!(got.is_empty());
+        assert_eq!(effects.expired.len(), 1);
+        assert!(q.is_empty());
+    }
+
+    #[test]
+    fn at_least_once_delivers_a_message_again_while_another_consumer_holds_it() {
+        // duplicate_rate 1: the first delivery leaves it visible, so a second consumer receives
+        // it at once, with receive count 2.
+        let mut q = Queue::new(QueueConfig {
+            duplicate_rate: 1.0,
+            ..QueueConfig::default()
+        });
+        q.send(secs(0), "m", None);
+        let (a, effects) = q.receive(secs(0), 1, || 0.0);
+        assert_eq!(effects.duplicated, 1);
+        let (b, _) = q.receive(secs(0), 1, never);
+        assert_eq!((a[0].id, b[0].receive_count), (b[0].id, 2));
+        assert_eq!(q.deliveries, 2);
+    }
+
+    proptest::proptest! {
+        /// Whatever is sent, received, deleted, made visible again or dead-lettered, and however
+        /// time passes: no message is lost or made up (sent = in the queue + deleted + dead +
+        /// expired), and without duplicates no message is delivered while another holds it.
+        #[test]
+        fn no_message_is_lost_and_none_is_delivered_while_hidden(
+            ops in proptest::collection::vec((0u8..5, 0u64..40, 1usize..12), 1..200),
+            max_receive in proptest::option::of(1u32..5),
+        ) {
+            let mut q = Queue::new(QueueConfig { max_receive_count: max_receive, retention: secs(600), ..QueueConfig::default() });
+            let (mut now, mut sent, mut deleted, mut dead, mut expired) = (0u64, 0usize, 0usize, 0usize, 0usize);
+            let mut held: Vec<Received<u32>> = Vec::new();
+            let mut hidden_until: BTreeMap<u64, u64> = BTreeMap::new();
+            for (op, gap, n) in ops {
+                now += gap;
+                match op {
+                    0 => { q.send(secs(now), sent as u32, None); sent += 1; }
+                    1 => {
+                        let (got, fx) = q.receive(secs(now), n, never);
+                        dead += fx.dead_lettered.len();
+                        expired += fx.expired.len();
+                        for m in got {
+                            if let Some(until) = hidden_until.get(&m.id) {
+                                proptest::prop_assert!(now >= *until, "message {} delivered at {} while hidden until {}", m.id, now, until);
+                            }
+                            hidden_until.insert(m.id, now + 30);
+                            held.push(m);
+                        }
+                    }
+                    2 => {
+                        if let Some(m) = held.pop()
+                            && q.delete(m.id, m.receipt)
+                        {
+                            deleted += 1;
+                        }
+                    }
+                    3 => {
+                        if let Some(m) = held.pop()
+                            && q.change_visibility(secs(now), m.id, m.receipt, secs(gap))
+                        {
+                            hidden_until.insert(m.id, now + gap);
+                        }
+                    }
+                    _ => {}
+                }
+                proptest::prop_assert_eq!(sent, q.len() + deleted + dead + expired);
+            }
+        }
+    }
+}
