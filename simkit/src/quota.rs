@@ -17,6 +17,8 @@ pub struct Quota {
     rate: u64,
     /// Tokens × 10^9 (refilling `rate` per second adds `rate` per nanosecond).
     level: u128,
+    /// Tokens × 10^9 reserved beyond the level ([`Quota::reserve`]), paid by refills first.
+    debt: u128,
     last: Duration,
 }
 
@@ -28,6 +30,7 @@ impl Quota {
             burst,
             rate,
             level: u128::from(burst) * NS_PER_SEC,
+            debt: 0,
             last: Duration::ZERO,
         }
     }
@@ -52,7 +55,10 @@ impl Quota {
 
     fn refill(&mut self, now: Duration) {
         if now > self.last {
-            let add = (now - self.last).as_nanos().saturating_mul(u128::from(self.rate));
+            let mut add = (now - self.last).as_nanos().saturating_mul(u128::from(self.rate));
+            let paid = add.min(self.debt);
+            self.debt -= paid;
+            add -= paid;
             self.level = self.level.saturating_add(add).min(u128::from(self.burst) * NS_PER_SEC);
             self.last = now;
         }
@@ -66,13 +72,30 @@ impl Quota {
         }
         self.refill(now);
         let need = u128::from(n) * NS_PER_SEC;
-        if need <= self.level {
+        if self.debt == 0 && need <= self.level {
             self.level -= need;
             Ok(())
         } else {
-            let ns = (need - self.level).div_ceil(u128::from(self.rate));
+            let ns = (self.debt + need - self.level).div_ceil(u128::from(self.rate));
             Err(Some(Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))))
         }
+    }
+
+    /// Takes `n` tokens at `now` whether or not they are there, and says how long until they
+    /// are: callers that wait that long are served in the order they asked, each waking once
+    /// (a throttled service that queues rather than refuses). What is missing becomes a debt
+    /// that refills pay before anything else, so later calls wait behind it.
+    pub fn reserve(&mut self, now: Duration, n: u64) -> Duration {
+        self.refill(now);
+        let need = u128::from(n) * NS_PER_SEC;
+        if self.debt == 0 && need <= self.level {
+            self.level -= need;
+            return Duration::ZERO;
+        }
+        self.debt += need - self.level;
+        self.level = 0;
+        let ns = self.debt.div_ceil(u128::from(self.rate));
+        Duration::from_nanos(u64::try_from(ns).unwrap_or(u64::MAX))
     }
 
     /// Whole tokens available at `now`.
@@ -103,6 +126,18 @@ mod tests {
             Err(None),
             "more than the burst never fits"
         );
+    }
+
+    #[test]
+    fn reservations_queue_in_order_each_told_its_own_wait() {
+        // A bucket of 2 refilled at 10/s: two at once, then each reservation waits 0.1 s more
+        // than the one before, and a try_take finds nothing until the debt is paid.
+        let mut q = Quota::new(2, 10);
+        let ms = Duration::from_millis;
+        let waits: Vec<Duration> = (0..5).map(|_| q.reserve(Duration::ZERO, 1)).collect();
+        assert_eq!(waits, vec![ms(0), ms(0), ms(100), ms(200), ms(300)]);
+        assert_eq!(q.try_take(ms(250), 1), Err(Some(ms(150))), "the 300 ms of debt first");
+        assert_eq!(q.try_take(ms(400), 1), Ok(()));
     }
 
     #[test]

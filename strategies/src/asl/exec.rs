@@ -71,6 +71,9 @@ pub struct Options {
     pub start_time_ms: i64,
     /// Seeds `States.MathRandom`, `States.UUID` and full jitter.
     pub seed: u64,
+    /// Record the history's events (ids and the 25,000-event quota count either way). Default
+    /// true; a caller that will not keep it saves the memory.
+    pub keep_history: bool,
 }
 
 impl Default for Options {
@@ -80,6 +83,7 @@ impl Default for Options {
             execution_name: "execution".into(),
             start_time_ms: 1_767_225_600_000,
             seed: 0,
+            keep_history: true,
         }
     }
 }
@@ -196,19 +200,21 @@ async fn start(
         failed_at: Mutex::new(None),
         first_id,
         redrives,
+        events: AtomicU64::new(0),
+        context_use: ContextUse::of(definition),
     };
     let thread = Thread::new(first_id.saturating_sub(1));
     if resume.is_some() {
         exec.event(
             &thread,
             "ExecutionRedriven",
-            json!({"executionRedrivenEventDetails": {"redriveCount": redrives}}),
+            || json!({"executionRedrivenEventDetails": {"redriveCount": redrives}}),
         );
     } else {
         exec.event(
             &thread,
             "ExecutionStarted",
-            json!({"executionStartedEventDetails": {"input": input.to_string(), "roleArn": ROLE_ARN}}),
+            || json!({"executionStartedEventDetails": {"input": input.to_string(), "roleArn": ROLE_ARN}}),
         );
     }
     let top = Scope::default();
@@ -226,7 +232,7 @@ async fn start(
         }),
     };
     let Some(result) = result else {
-        exec.event(&thread, "ExecutionAborted", json!({}));
+        exec.event(&thread, "ExecutionAborted", || json!({}));
         let history = exec
             .history
             .into_inner()
@@ -246,7 +252,7 @@ async fn start(
             exec.event(
                 &thread,
                 "ExecutionSucceeded",
-                json!({"executionSucceededEventDetails": {"output": out.to_string()}}),
+                || json!({"executionSucceededEventDetails": {"output": out.to_string()}}),
             );
             ("SUCCEEDED", Some(out), None, None)
         }
@@ -261,7 +267,7 @@ async fn start(
             } else {
                 "executionFailedEventDetails"
             };
-            exec.event(&thread, kind, json!({key: {"error": f.error, "cause": f.cause}}));
+            exec.event(&thread, kind, || json!({key: {"error": f.error, "cause": f.cause}}));
             ("FAILED", None, Some(f.error), Some(f.cause))
         }
     };
@@ -275,7 +281,7 @@ async fn start(
             .expect("no thread panicked holding the failure point")
             .map(|mut r| {
                 r.count = redrives;
-                r.next_event_id = first_id + history.len() as u64;
+                r.next_event_id = first_id + exec.events.load(Ordering::Relaxed);
                 r
             })
     } else {
@@ -324,6 +330,10 @@ struct Exec<'a> {
     execution_input: Value,
     /// Redrives before this run (`$$.Execution.RedriveCount`).
     redrives: u32,
+    /// Events so far (kept or not).
+    events: AtomicU64,
+    /// What of the context object the definition reads.
+    context_use: ContextUse,
     /// Where a redrive resumes, and a top-level Map's finished iterations.
     resume: Mutex<Option<Redrive>>,
     /// Where the top level failed, for a later redrive.
@@ -347,6 +357,42 @@ pub struct Redrive {
     pub count: u32,
     /// The next history event's id.
     pub next_event_id: u64,
+}
+
+/// How much of the context object (`$$`) a definition reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ContextUse {
+    /// Nothing: no `$$` anywhere.
+    None,
+    /// Something, but never the execution's input.
+    WithoutInput,
+    /// `$$.Execution.Input`, or a whole object that holds it.
+    WithInput,
+}
+
+impl ContextUse {
+    fn of(definition: &Value) -> Self {
+        let text = definition.to_string();
+        if !text.contains("$$") {
+            return ContextUse::None;
+        }
+        // `$$`, `$$.Execution` or `$$.Execution.Input` read the input; other fields do not.
+        let reads_input = text.match_indices("$$").any(|(i, _)| {
+            let rest = &text[i + 2..];
+            let ends = |r: &str| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_');
+            ends(rest)
+                || rest
+                    .strip_prefix(".Execution")
+                    .is_some_and(|r| ends(r) || r.starts_with(".Input"))
+                || rest.starts_with("['")
+                || rest.starts_with("..")
+        });
+        if reads_input {
+            ContextUse::WithInput
+        } else {
+            ContextUse::WithoutInput
+        }
+    }
 }
 
 /// Where a state sends the execution.
@@ -388,11 +434,15 @@ impl Exec<'_> {
     }
 
     /// Appends an event; returns its id. Past the history limit, nothing more is recorded.
-    fn event(&self, thread: &Thread, kind: &str, details: Value) -> u64 {
-        let mut h = self.history.lock().expect("no thread panicked holding the history");
-        let id = h.len() as u64 + self.first_id;
+    /// Records an event; `details` is built only when the history is kept.
+    fn event(&self, thread: &Thread, kind: &str, details: impl FnOnce() -> Value) -> u64 {
+        let id = self.events.fetch_add(1, Ordering::Relaxed) + self.first_id;
         let previous = thread.last.swap(id, Ordering::Relaxed);
-        let details = match details {
+        if !self.options.keep_history {
+            return id;
+        }
+        let mut h = self.history.lock().expect("no thread panicked holding the history");
+        let details = match details() {
             Value::Object(m) => m,
             _ => Map::new(),
         };
@@ -407,14 +457,15 @@ impl Exec<'_> {
     }
 
     fn history_full(&self) -> bool {
-        self.history
-            .lock()
-            .expect("no thread panicked holding the history")
-            .len()
-            >= MAX_HISTORY_EVENTS
+        self.events.load(Ordering::Relaxed) as usize >= MAX_HISTORY_EVENTS
     }
 
     fn context(&self, state: &str, entered_ms: u64, retry_count: u32, scope: &Scope) -> Value {
+        // A definition that never reads `$$` needs no context object: building one per state
+        // (with a copy of the execution's input) was most of the interpreter's time.
+        if self.context_use == ContextUse::None {
+            return Value::Null;
+        }
         let machine_arn = format!(
             "arn:aws:states:us-east-1:123456789012:stateMachine:{}",
             self.options.machine_name
@@ -423,7 +474,7 @@ impl Exec<'_> {
             "Execution": {
                 "Id": format!("arn:aws:states:us-east-1:123456789012:execution:{}:{}",
                               self.options.machine_name, self.options.execution_name),
-                "Input": self.execution_input,
+                "Input": if self.context_use == ContextUse::WithInput { self.execution_input.clone() } else { Value::Null },
                 "Name": self.options.execution_name,
                 "RoleArn": ROLE_ARN,
                 "StartTime": time::format_ms(self.options.start_time_ms),
@@ -532,7 +583,7 @@ impl Exec<'_> {
         let entered_id = self.event(
             thread,
             &format!("{ty}StateEntered"),
-            json!({"stateEnteredEventDetails": {"name": name, "input": raw.to_string()}}),
+            || json!({"stateEnteredEventDetails": {"name": name, "input": raw.to_string()}}),
         );
         self.state_work(name, ty, state, raw, entered_ms, scope, thread)
             .await
@@ -597,7 +648,7 @@ impl Exec<'_> {
             Ok(v) => v,
             Err(f) => {
                 if ty == "Map" || ty == "Parallel" {
-                    self.event(thread, &format!("{ty}StateFailed"), json!({}));
+                    self.event(thread, &format!("{ty}StateFailed"), || json!({}));
                 }
                 return Err(f);
             }
@@ -614,7 +665,7 @@ impl Exec<'_> {
         self.event(
             thread,
             &format!("{ty}StateExited"),
-            json!({"stateExitedEventDetails": {"name": name, "output": out.to_string()}}),
+            || json!({"stateExitedEventDetails": {"name": name, "output": out.to_string()}}),
         );
         let next = next.or_else(|| str_field(state, "Next").map(str::to_owned));
         Ok(match next {
@@ -882,12 +933,10 @@ impl Exec<'_> {
                 .unwrap_or_default()
         };
         let details = |kind: &str, body: Value| json!({ format!("{}EventDetails", lower(kind)): body });
-        self.event(
-            thread,
-            scheduled,
-            details(scheduled, json!({"resource": resource, "input": input.to_string()})),
-        );
-        self.event(thread, started, json!({}));
+        self.event(thread, scheduled, || {
+            details(scheduled, json!({"resource": resource, "input": input.to_string()}))
+        });
+        self.event(thread, started, || json!({}));
         let seconds = |key: &str, path_key: &str| -> Result<Option<u64>, Failure> {
             match (field(state, key), str_field(state, path_key)) {
                 (Some(t), _) => Ok(t.as_u64()),
@@ -931,23 +980,21 @@ impl Exec<'_> {
                         f.cause = format!("The task '{name}' sent no heartbeat for {secs} s.");
                         f.heartbeat = true;
                     }
-                    self.event(
-                        thread,
-                        timed_out,
-                        details(timed_out, json!({"error": f.error, "cause": f.cause})),
-                    );
+                    self.event(thread, timed_out, || {
+                        details(timed_out, json!({"error": f.error, "cause": f.cause}))
+                    });
                     return Err(f);
                 }
             },
             None => self.runner.invoke(call).await,
         };
         match &result {
-            Ok(v) => self.event(thread, succeeded, details(succeeded, json!({"output": v.to_string()}))),
-            Err(f) => self.event(
-                thread,
-                failed,
-                details(failed, json!({"error": f.error, "cause": f.cause})),
-            ),
+            Ok(v) => self.event(thread, succeeded, || {
+                details(succeeded, json!({"output": v.to_string()}))
+            }),
+            Err(f) => self.event(thread, failed, || {
+                details(failed, json!({"error": f.error, "cause": f.cause}))
+            }),
         };
         result
     }
@@ -967,7 +1014,7 @@ impl Exec<'_> {
             None => effective.clone(),
         };
         let branches = state["Branches"].as_array().expect("checked: Branches is an array");
-        let started = self.event(thread, "ParallelStateStarted", json!({}));
+        let started = self.event(thread, "ParallelStateStarted", || json!({}));
         let threads: Vec<Thread> = branches.iter().map(|_| Thread::new(started)).collect();
         let top = !scope.nested;
         // A redrive of this (top-level) Parallel keeps the branches that succeeded.
@@ -1018,7 +1065,7 @@ impl Exec<'_> {
                 }
             }
         }
-        self.event(thread, "ParallelStateSucceeded", json!({}));
+        self.event(thread, "ParallelStateSucceeded", || json!({}));
         Ok(Value::Array(outputs.into_values().collect()))
     }
 
@@ -1067,7 +1114,7 @@ impl Exec<'_> {
         let started = self.event(
             thread,
             "MapStateStarted",
-            json!({"mapStateStartedEventDetails": {"length": items.len()}}),
+            || json!({"mapStateStartedEventDetails": {"length": items.len()}}),
         );
         let n = items.len();
         // Each iteration's input, from the item and `$$.Map.Item`.
@@ -1138,7 +1185,7 @@ impl Exec<'_> {
                 self.event(
                     t,
                     "MapIterationStarted",
-                    json!({"mapIterationStartedEventDetails": {"name": name, "index": i}}),
+                    || json!({"mapIterationStartedEventDetails": {"name": name, "index": i}}),
                 );
                 let r = self.machine(processor, input, s, t).await;
                 let kind = if r.is_ok() {
@@ -1151,7 +1198,7 @@ impl Exec<'_> {
                 } else {
                     "mapIterationFailedEventDetails"
                 };
-                self.event(t, kind, json!({key: {"name": name, "index": i}}));
+                self.event(t, kind, || json!({key: {"name": name, "index": i}}));
                 (i, r)
             }
         };
@@ -1191,7 +1238,7 @@ impl Exec<'_> {
                 }
             }
         }
-        self.event(thread, "MapStateSucceeded", json!({}));
+        self.event(thread, "MapStateSucceeded", || json!({}));
         Ok(Value::Array(
             outputs.into_iter().map(|o| o.expect("every item ran")).collect(),
         ))

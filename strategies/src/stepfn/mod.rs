@@ -367,7 +367,16 @@ async fn execution(
         file: file.id,
         book: book.clone(),
     };
+    // Whether this execution's history goes into the report (the first `max_histories`):
+    // decided up front, so that the others are never recorded.
+    let keep = !express && !ghost && {
+        let mut st = shared.lock();
+        let room = st.histories < shared.config.max_histories;
+        st.histories += u32::from(room);
+        room
+    };
     let options = exec::Options {
+        keep_history: keep,
         machine_name: "orchbench".into(),
         // A redriven execution keeps its name (and ARN).
         execution_name: name.clone(),
@@ -450,12 +459,7 @@ async fn execution(
     for c in to_report {
         ctx.chunk_done(file.id, c, end_outcome);
     }
-    let keep = !express && {
-        let mut st = shared.lock();
-        st.histories += 1;
-        st.histories <= shared.config.max_histories
-    };
-    if !express && !keep {
+    if !express && !ghost && !keep {
         shared.metric("histories_dropped");
     }
     if keep {
@@ -579,16 +583,12 @@ impl TaskRunner for Runner {
         Box::pin(async move {
             let ctx = &self.shared.ctx;
             if self.shared.config.workflow == Workflow::Standard {
-                loop {
-                    let now = ctx.now();
-                    let taken = self.shared.lock().transitions.try_take(now, 1);
-                    match taken {
-                        Ok(()) => break,
-                        Err(wait) => {
-                            self.shared.metric("transitions_throttled");
-                            ctx.sleep(wait.unwrap_or(Duration::from_millis(1))).await;
-                        }
-                    }
+                // A throttled transition waits its turn (the service delays it).
+                let now = ctx.now();
+                let wait = self.shared.lock().transitions.reserve(now, 1);
+                if !wait.is_zero() {
+                    self.shared.metric("transitions_throttled");
+                    ctx.sleep(wait).await;
                 }
                 ctx.bill(Unit::StateTransition, 1.0);
             }
