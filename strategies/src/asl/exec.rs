@@ -493,6 +493,39 @@ impl Exec<'_> {
         ctx
     }
 
+    /// What a redrive of the top-level Map or Parallel `name` keeps: the outputs of its
+    /// iterations or branches that succeeded before (none when nested or not redriven).
+    fn redriven_done(&self, name: &str, scope: &Scope) -> BTreeMap<usize, Value> {
+        if scope.nested {
+            return BTreeMap::new();
+        }
+        self.resume
+            .lock()
+            .expect("no thread panicked holding the resume point")
+            .as_ref()
+            .filter(|r| r.state == name)
+            .map(|r| r.map_done.clone())
+            .unwrap_or_default()
+    }
+
+    /// A top-level Map or Parallel `name` failed: leaves what succeeded for a redrive (the
+    /// state's input is filled in by the machine loop).
+    fn leave_done(&self, name: &str, scope: &Scope, done: BTreeMap<usize, Value>) {
+        if scope.nested {
+            return;
+        }
+        *self
+            .failed_at
+            .lock()
+            .expect("no thread panicked holding the failure point") = Some(Redrive {
+            state: name.to_owned(),
+            input: Value::Null,
+            map_done: done,
+            count: 0,
+            next_event_id: 0,
+        });
+    }
+
     /// Runs a state machine (the top level, a branch or an item processor) on `input`.
     fn machine<'s>(
         &'s self,
@@ -1016,19 +1049,9 @@ impl Exec<'_> {
         let branches = state["Branches"].as_array().expect("checked: Branches is an array");
         let started = self.event(thread, "ParallelStateStarted", || json!({}));
         let threads: Vec<Thread> = branches.iter().map(|_| Thread::new(started)).collect();
-        let top = !scope.nested;
         // A redrive of this (top-level) Parallel keeps the branches that succeeded.
-        let mut outputs: BTreeMap<usize, Value> = if top {
-            self.resume
-                .lock()
-                .expect("no thread panicked holding the resume point")
-                .as_ref()
-                .filter(|r| r.state == name)
-                .map(|r| r.map_done.clone())
-                .unwrap_or_default()
-        } else {
-            BTreeMap::new()
-        };
+        let mut outputs = self.redriven_done(name, scope);
+        let outer = scope;
         let scope = &Scope {
             item: scope.item.clone(),
             nested: true,
@@ -1049,18 +1072,7 @@ impl Exec<'_> {
                     outputs.insert(i, v);
                 }
                 Err(f) => {
-                    if top {
-                        *self
-                            .failed_at
-                            .lock()
-                            .expect("no thread panicked holding the failure point") = Some(Redrive {
-                            state: name.to_owned(),
-                            input: Value::Null,
-                            map_done: outputs,
-                            count: 0,
-                            next_event_id: 0,
-                        });
-                    }
+                    self.leave_done(name, outer, outputs);
                     return Err(f);
                 }
             }
@@ -1142,41 +1154,20 @@ impl Exec<'_> {
             })
             .collect();
         // A redrive of this (top-level) Map keeps the iterations that succeeded.
-        let done: BTreeMap<usize, Value> = if scope.nested {
-            BTreeMap::new()
-        } else {
-            self.resume
-                .lock()
-                .expect("no thread panicked holding the resume point")
-                .as_ref()
-                .filter(|r| r.state == name)
-                .map(|r| r.map_done.clone())
-                .unwrap_or_default()
-        };
+        let done = self.redriven_done(name, scope);
         let mut outputs: Vec<Option<Value>> = (0..n).map(|i| done.get(&i).cloned()).collect();
         let mut pending = inputs.into_iter().enumerate().filter(|(i, _)| !done.contains_key(i));
         let mut running = FuturesUnordered::new();
         let mut failed_idx = std::collections::BTreeSet::new();
         // On failure, a top-level Map leaves its successful iterations for a redrive.
         let record = |outputs: &[Option<Value>], failed: &std::collections::BTreeSet<usize>| {
-            if !scope.nested {
-                let map_done = outputs
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| !failed.contains(i))
-                    .filter_map(|(i, o)| o.clone().map(|v| (i, v)))
-                    .collect();
-                *self
-                    .failed_at
-                    .lock()
-                    .expect("no thread panicked holding the failure point") = Some(Redrive {
-                    state: name.to_owned(),
-                    input: Value::Null,
-                    map_done,
-                    count: 0,
-                    next_event_id: 0,
-                });
-            }
+            let done = outputs
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| !failed.contains(i))
+                .filter_map(|(i, o)| o.clone().map(|v| (i, v)))
+                .collect();
+            self.leave_done(name, scope, done);
         };
         let mut failures = 0usize;
         let iteration = |i: usize, input: Value| {
