@@ -5,8 +5,10 @@
 //! - [`lambda`]: execution environments, cold starts, concurrency limits, scaling, billing;
 //! - [`sqs`]: a standard queue with visibility timeouts, receive counts, a dead-letter queue,
 //!   delays, batches, retention and at-least-once duplicates;
-//! - [`dynamo`]: a table with conditional writes, atomic counters and provisioned capacity.
+//! - [`dynamo`]: a table with conditional writes, atomic counters and provisioned capacity;
+//! - [`esm`]: a Lambda event source mapping's concurrency over an SQS queue.
 
 pub mod dynamo;
+pub mod esm;
 pub mod lambda;
 pub mod sqs;
