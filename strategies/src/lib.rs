@@ -9,6 +9,8 @@
 //! - [`adaptive`]: fan-out under a feedback controller (a header-learning token pacer, or AIMD);
 //! - [`asl`]: the Amazon States Language: checker and interpreter;
 //! - [`stepfn`]: Step Functions executions of an ASL definition over simulated Lambda;
+//! - [`sqs`]: SQS choreography: a message per chunk, Lambda validators behind an event source
+//!   mapping, results and counters in a table;
 //! - [`aws`]: the simulated AWS services (Lambda, SQS, DynamoDB) the serverless designs share;
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
@@ -25,6 +27,7 @@ pub mod cookbook;
 pub mod error;
 pub mod fixed;
 pub mod retry;
+pub mod sqs;
 pub mod stepfn;
 
 use std::future::Future;
@@ -68,7 +71,7 @@ pub trait Strategy: Send + Sync {
 }
 
 /// The names of every strategy, in the order comparisons show them.
-pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive", "stepfn"];
+pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive", "stepfn", "sqs"];
 
 /// Builds the strategy `name`, with its settings from the scenario's `[strategies.NAME]` table.
 /// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
@@ -87,6 +90,17 @@ fn build_from(
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
         "cookbook" => Ok(Box::new(cookbook::Cookbook::new(settings(name, scenario, table)?))),
         "adaptive" => Ok(Box::new(adaptive::Adaptive::new(settings(name, scenario, table)?))),
+        "sqs" => {
+            let config: sqs::SqsConfig = settings(name, scenario, table)?;
+            sqs::Sqs::new(config)
+                .map(|s| Box::new(s) as Box<dyn Strategy>)
+                .map_err(|message| StrategyError::Settings {
+                    origin: scenario.source.origin.clone(),
+                    name: name.to_owned(),
+                    line: table.map_or(0, |(_, l)| l),
+                    message,
+                })
+        }
         "stepfn" => {
             let config: stepfn::StepFnConfig = settings(name, scenario, table)?;
             let origin = std::path::Path::new(&scenario.source.origin);

@@ -55,8 +55,11 @@ backoff = {{ initial = "100ms", max = "2s" }}
 [strategies.cookbook]
 max_attempts = 100000
 [strategies.stepfn]
-redrive_after = "1s"      # its definition's retries are bounded: redrive until done
+definition = "tests/data/patient.asl.json"   # the shipped pipeline, retrying 429s patiently
+redrive_after = "1s"      # and redriven until done (a file fails at once on other errors)
 max_redrives = 100000
+[strategies.sqs]
+max_receive_count = 100000
 {crash}"#
     ))
 }

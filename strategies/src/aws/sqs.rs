@@ -236,6 +236,16 @@ impl<T: Clone> Queue<T> {
         self.by_visibility.first().map(|(at, _)| *at)
     }
 
+    /// The bodies of the messages in the queue (visible, delayed or in flight), in send order.
+    pub fn bodies(&self) -> impl Iterator<Item = &T> {
+        self.messages.values().map(|e| &e.body)
+    }
+
+    /// Messages visible at `now`.
+    pub fn visible(&self, now: Duration) -> usize {
+        self.by_visibility.range(..=(now, u64::MAX)).count()
+    }
+
     /// Messages in the queue (visible, delayed or in flight).
     pub fn len(&self) -> usize {
         self.messages.len()

@@ -44,7 +44,7 @@ use sim::{ChunkOutcome, FileTask, LlmError, RunContext};
 use simkit::quota::Quota;
 
 use crate::aws::lambda::{Lambda, LambdaModel};
-pub use config::{LambdaConfig, Role, StepFnConfig, Workflow};
+pub use config::{LambdaConfig, Role, Share, StepFnConfig, Workflow};
 
 use crate::asl::errors::Failure;
 use crate::asl::exec::{self, TaskCall, TaskRunner};

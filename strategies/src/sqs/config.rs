@@ -1,0 +1,81 @@
+//! Settings of the `sqs` strategy, read from `[strategies.sqs]`.
+
+use serde::{Deserialize, Serialize};
+use sim::scenario::Dur;
+
+use crate::stepfn::{LambdaConfig, Share};
+
+/// How a validator avoids a second LLM call for a message delivered twice.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Dedupe {
+    /// Nothing: a redelivered message costs a second LLM call (its result is still stored once).
+    None,
+    /// A conditional claim in the table before the call; a claim older than the visibility
+    /// timeout has expired and may be taken over (the default).
+    #[default]
+    Claim,
+}
+
+/// What a validator does with a message whose LLM call was refused with 429.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnThrottle {
+    /// ChangeMessageVisibility to the retry hint (the default).
+    #[default]
+    Backoff,
+    /// Nothing: the message returns when its visibility timeout runs out.
+    Timeout,
+}
+
+/// `[strategies.sqs]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SqsConfig {
+    /// Messages per Lambda batch (the event source mapping's BatchSize, 1 to 10). Default 10.
+    #[serde(default = "default_batch")]
+    pub batch_size: u32,
+    /// The chunk queue's visibility timeout. Default `"30s"`.
+    #[serde(default = "default_visibility")]
+    pub visibility_timeout: Dur,
+    /// The redrive policy's maxReceiveCount: past it a message goes to the dead-letter queue and
+    /// its chunk fails. Default 5.
+    #[serde(default = "default_receives")]
+    pub max_receive_count: u32,
+    /// The chance that a delivery leaves its message visible (at-least-once). Default 0.
+    #[serde(default)]
+    pub duplicate_rate: Share,
+    /// `claim` (default) or `none`.
+    #[serde(default)]
+    pub dedupe: Dedupe,
+    /// `backoff` (default) or `timeout`.
+    #[serde(default)]
+    pub on_throttle: OnThrottle,
+    /// The Lambda account.
+    #[serde(default)]
+    pub lambda: LambdaConfig,
+}
+
+impl Default for SqsConfig {
+    fn default() -> Self {
+        Self {
+            batch_size: default_batch(),
+            visibility_timeout: default_visibility(),
+            max_receive_count: default_receives(),
+            duplicate_rate: Share(0.0),
+            dedupe: Dedupe::default(),
+            on_throttle: OnThrottle::default(),
+            lambda: LambdaConfig::default(),
+        }
+    }
+}
+
+fn default_batch() -> u32 {
+    10
+}
+fn default_visibility() -> Dur {
+    Dur(std::time::Duration::from_secs(30))
+}
+fn default_receives() -> u32 {
+    5
+}
