@@ -160,11 +160,22 @@ impl<T: Clone> Queue<T> {
         let mut effects = ReceiveEffects::default();
         let mut out = Vec::new();
         let max = max.clamp(1, MAX_RECEIVE_BATCH);
-        let candidates: Vec<(Duration, u64)> = self.by_visibility.range(..=(now, u64::MAX)).copied().collect();
-        for (at, id) in candidates {
-            if out.len() >= max {
+        // Walk the visible messages in order from a cursor (collecting them all first made
+        // every receive cost the whole backlog).
+        let mut cursor: Option<(Duration, u64)> = None;
+        while out.len() < max {
+            let lower = match cursor {
+                Some(c) => std::ops::Bound::Excluded(c),
+                None => std::ops::Bound::Unbounded,
+            };
+            let Some(&(at, id)) = self
+                .by_visibility
+                .range((lower, std::ops::Bound::Included((now, u64::MAX))))
+                .next()
+            else {
                 break;
-            }
+            };
+            cursor = Some((at, id));
             let entry = self.messages.get_mut(&id).expect("indexed messages exist");
             if now.saturating_sub(entry.sent) >= self.config.retention {
                 self.by_visibility.remove(&(at, id));
@@ -256,9 +267,14 @@ impl<T: Clone> Queue<T> {
         self.messages.is_empty()
     }
 
-    /// Age of the oldest message at `now`.
+    /// Age of the oldest message at `now` (ids follow send order, so the first is the oldest).
     pub fn oldest_age(&self, now: Duration) -> Option<Duration> {
-        self.messages.values().map(|e| now.saturating_sub(e.sent)).max()
+        self.messages.values().next().map(|e| now.saturating_sub(e.sent))
+    }
+
+    /// Whether a message is visible at `now`.
+    pub fn any_visible(&self, now: Duration) -> bool {
+        self.next_visible().is_some_and(|t| t <= now)
     }
 
     /// The dead-letter queue's messages, in the order they arrived there.

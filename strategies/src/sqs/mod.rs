@@ -89,6 +89,9 @@ struct Services {
     /// The answers behind the table's result items (the table keeps the verdict; the engine's
     /// store wants the whole answer), for re-reporting a result the engine lost in a crash.
     answers: std::collections::BTreeMap<(FileId, u32), sim::ChatResponse>,
+    /// Files already split: after a restart only these need the queue checked for their
+    /// chunks (scanning it for every file made splitting quadratic).
+    split: BTreeSet<FileId>,
 }
 
 #[derive(Default)]
@@ -145,6 +148,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
                 }),
                 scaler: Scaler::new(EsmConfig::default()),
                 answers: std::collections::BTreeMap::new(),
+                split: BTreeSet::new(),
             }))
         })
         .clone();
@@ -176,9 +180,17 @@ async fn split(shared: Arc<Shared>) {
         let now = ctx.now();
         {
             let mut s = shared.lock();
-            let queued: BTreeSet<(FileId, u32)> = s.queue.bodies().map(|m| (m.file, m.chunk)).collect();
+            let queued: BTreeSet<u32> = if s.split.insert(file.id) {
+                BTreeSet::new()
+            } else {
+                s.queue
+                    .bodies()
+                    .filter(|m| m.file == file.id)
+                    .map(|m| m.chunk)
+                    .collect()
+            };
             for &chunk in &file.chunks {
-                if !queued.contains(&(file.id, chunk)) {
+                if !queued.contains(&chunk) {
                     s.queue.send(now, Msg { file: file.id, chunk }, None);
                     shared.bill_sqs();
                 }
@@ -271,7 +283,7 @@ fn receive(shared: &Shared, now: Duration) -> Vec<Received<Msg>> {
     let mut rng = ctx.rng(&format!("sqs/receive/{}", now.as_nanos()));
     let (batch, effects, dead) = {
         let mut s = shared.lock();
-        if s.queue.visible(now) == 0 {
+        if !s.queue.any_visible(now) {
             return Vec::new();
         }
         let (batch, effects) = s
