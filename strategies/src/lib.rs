@@ -70,6 +70,18 @@ pub trait Strategy: Send + Sync {
     fn run(&self, ctx: RunContext) -> BoxRun;
 }
 
+/// Resolves when `file`'s cancellation is requested. Its token also fires when the file ends
+/// (completed or failed: nothing more to do), which is no cancellation: then this never resolves.
+pub(crate) async fn cancel_requested(ctx: &RunContext, file: &sim::FileTask) {
+    file.cancel.cancelled().await;
+    if matches!(
+        ctx.status(file.id),
+        sim::FileStatus::Completed | sim::FileStatus::Failed
+    ) {
+        std::future::pending::<()>().await;
+    }
+}
+
 /// The names of every strategy, in the order comparisons show them.
 pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive", "stepfn", "sqs"];
 

@@ -132,4 +132,7 @@ fn bad_settings_are_refused_with_their_name() {
     let s = scenario("[strategies.sqs]\nbatch_size = 11\n", "");
     let err = strategies::build("sqs", &s).err().expect("refused").to_string();
     assert!(err.contains("batch_size"), "{err}");
+    let s = scenario("[strategies.sqs]\nvisibility_timeout = \"13h\"\n", "");
+    let err = strategies::build("sqs", &s).err().expect("refused").to_string();
+    assert!(err.contains("visibility_timeout") && err.contains("12h"), "{err}");
 }

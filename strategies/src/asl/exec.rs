@@ -372,13 +372,25 @@ enum ContextUse {
 
 impl ContextUse {
     fn of(definition: &Value) -> Self {
-        let text = definition.to_string();
-        if !text.contains("$$") {
+        // Paths are strings of the definition: look at those only (no serializing per run).
+        fn strings<'v>(v: &'v Value, out: &mut Vec<&'v str>) {
+            match v {
+                Value::String(s) if s.contains("$$") => out.push(s),
+                Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+                Value::Object(o) => o.values().for_each(|x| strings(x, out)),
+                _ => {}
+            }
+        }
+        let mut found = Vec::new();
+        strings(definition, &mut found);
+        if found.is_empty() {
             return ContextUse::None;
         }
         // `$$`, `$$.Execution` or `$$.Execution.Input` read the input; other fields do not.
-        let reads_input = text.match_indices("$$").any(|(i, _)| {
-            let rest = &text[i + 2..];
+        let mut rests = found
+            .iter()
+            .flat_map(|text| text.match_indices("$$").map(move |(i, _)| &text[i + 2..]));
+        let reads_input = rests.any(|rest| {
             let ends = |r: &str| !r.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '.' || c == '_');
             ends(rest)
                 || rest

@@ -36,9 +36,9 @@ pub use config::{Dedupe, OnThrottle, SqsConfig};
 
 use crate::aws::dynamo::{Capacity, DynamoError, Table};
 use crate::aws::esm::{EsmConfig, Scaler};
-use crate::aws::lambda::{Lambda, LambdaModel};
+use crate::aws::lambda::Lambda;
 use crate::aws::sqs::{Queue, QueueConfig, Received};
-use crate::{BoxRun, Strategy};
+use crate::{BoxRun, Strategy, cancel_requested};
 
 /// The `sqs` strategy.
 #[derive(Clone, Debug, Default)]
@@ -51,6 +51,9 @@ impl Sqs {
     pub fn new(config: SqsConfig) -> Result<Self, String> {
         if !(1..=10).contains(&config.batch_size) {
             return Err(format!("batch_size {} must lie in 1..=10", config.batch_size));
+        }
+        if config.visibility_timeout.0 > crate::aws::sqs::MAX_VISIBILITY {
+            return Err("visibility_timeout must be at most 12h (the SQS limit)".into());
         }
         if config.max_receive_count == 0 {
             return Err("max_receive_count must be at least 1".into());
@@ -106,6 +109,8 @@ struct Shared {
     /// Woken when a message is sent, a batch ends or every file has ended.
     wake: Notify,
     running: Mutex<u32>,
+    /// Draws for at-least-once duplicates: one stream per run, not one per receive.
+    rng: Mutex<sim::rng::RunRng>,
     /// Every file has reached a final state.
     all_final: std::sync::atomic::AtomicBool,
 }
@@ -139,13 +144,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
                     ..QueueConfig::default()
                 }),
                 table: Table::new(Capacity::OnDemand),
-                lambda: Lambda::new(LambdaModel {
-                    account_concurrency: config.lambda.account_concurrency,
-                    reserved: config.lambda.reserved.clone(),
-                    cold_start: config.lambda.cold_start.0,
-                    idle_timeout: config.lambda.idle_timeout.0,
-                    memory_mb: config.lambda.memory_mb,
-                }),
+                lambda: Lambda::new(config.lambda.model()),
                 scaler: Scaler::new(EsmConfig::default()),
                 answers: std::collections::BTreeMap::new(),
                 split: BTreeSet::new(),
@@ -158,6 +157,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         services,
         wake: Notify::new(),
         running: Mutex::new(0),
+        rng: Mutex::new(ctx.rng("sqs/deliveries")),
         all_final: std::sync::atomic::AtomicBool::new(false),
     });
     ctx.spawn(split(shared.clone()));
@@ -202,16 +202,9 @@ async fn split(shared: Arc<Shared>) {
     }
 }
 
-/// Writes the file's cancel flag when its cancellation is requested (its token also fires when
-/// the file ends, which is no cancellation).
+/// Writes the file's cancel flag when its cancellation is requested.
 async fn cancel_flag(shared: Arc<Shared>, file: FileTask) {
-    file.cancel.cancelled().await;
-    if matches!(
-        shared.ctx.status(file.id),
-        sim::FileStatus::Completed | sim::FileStatus::Failed
-    ) {
-        return;
-    }
+    cancel_requested(&shared.ctx, &file).await;
     let now = shared.ctx.now();
     let _ = shared
         .lock()
@@ -280,15 +273,16 @@ async fn poll(shared: &Arc<Shared>) {
 /// One receive of up to a batch; dead-lettered messages fail their chunks.
 fn receive(shared: &Shared, now: Duration) -> Vec<Received<Msg>> {
     let ctx = &shared.ctx;
-    let mut rng = ctx.rng(&format!("sqs/receive/{}", now.as_nanos()));
     let (batch, effects, dead) = {
         let mut s = shared.lock();
         if !s.queue.any_visible(now) {
             return Vec::new();
         }
+        let mut rng = shared.rng.lock().expect("no task panicked holding the generator");
         let (batch, effects) = s
             .queue
             .receive(now, shared.config.batch_size as usize, || rng.next_f64());
+        drop(rng);
         let dead: Vec<Msg> = s
             .queue
             .dead_letters()

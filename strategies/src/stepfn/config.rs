@@ -63,6 +63,19 @@ pub struct LambdaConfig {
     pub handler: Dur,
 }
 
+impl LambdaConfig {
+    /// The Lambda model these settings describe.
+    pub fn model(&self) -> crate::aws::lambda::LambdaModel {
+        crate::aws::lambda::LambdaModel {
+            account_concurrency: self.account_concurrency,
+            reserved: self.reserved.clone(),
+            cold_start: self.cold_start.0,
+            idle_timeout: self.idle_timeout.0,
+            memory_mb: self.memory_mb,
+        }
+    }
+}
+
 impl Default for LambdaConfig {
     fn default() -> Self {
         Self {

@@ -43,12 +43,12 @@ use sim::scenario::FileId;
 use sim::{ChunkOutcome, FileTask, LlmError, RunContext};
 use simkit::quota::Quota;
 
-use crate::aws::lambda::{Lambda, LambdaModel};
+use crate::aws::lambda::Lambda;
 pub use config::{LambdaConfig, Role, Share, StepFnConfig, Workflow};
 
 use crate::asl::errors::Failure;
 use crate::asl::exec::{self, TaskCall, TaskRunner};
-use crate::{BoxRun, Strategy};
+use crate::{BoxRun, Strategy, cancel_requested};
 
 /// The `stepfn` strategy.
 #[derive(Clone, Debug)]
@@ -148,13 +148,7 @@ impl Shared {
 }
 
 async fn run(ctx: RunContext, config: StepFnConfig, definition: Arc<Value>) {
-    let model = LambdaModel {
-        account_concurrency: config.lambda.account_concurrency,
-        reserved: config.lambda.reserved.clone(),
-        cold_start: config.lambda.cold_start.0,
-        idle_timeout: config.lambda.idle_timeout.0,
-        memory_mb: config.lambda.memory_mb,
-    };
+    let model = config.lambda.model();
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         config,
@@ -304,18 +298,6 @@ async fn redrive_later(
     });
     shared.metric("executions_redriven");
     Some((task, redrives + 1, point))
-}
-
-/// Resolves when `file`'s cancellation is requested. Its token also fires when the file ends
-/// (completed or failed: nothing more to do), which is no reason to stop an execution.
-async fn cancel_requested(ctx: &RunContext, file: &FileTask) {
-    file.cancel.cancelled().await;
-    if matches!(
-        ctx.status(file.id),
-        sim::FileStatus::Completed | sim::FileStatus::Failed
-    ) {
-        std::future::pending::<()>().await;
-    }
 }
 
 /// Which chunks of an execution have been reported to the engine, and which have a Lambda
