@@ -260,13 +260,26 @@ fn gauges(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
                 .collect();
             line_chart(
                 &format!("gauge-{name}"),
-                &format!("Strategy gauge: {name}"),
+                &format!("Strategy gauge: {}", gauge_title(name)),
                 "time (min)",
                 name,
                 lines,
             )
         })
         .collect()
+}
+
+/// What a well-known gauge measures, for its chart's title; other gauges show their name.
+fn gauge_title(name: &str) -> String {
+    let what = match name {
+        "queue_depth" => "messages in the queue (visible, in flight or delayed)",
+        "oldest_message_s" => "age of the oldest message in the queue (s)",
+        "dlq_depth" => "messages in the dead-letter queue",
+        "batches_running" => "Lambda batches running",
+        "retry_queue" => "chunks waiting to be retried",
+        _ => return name.to_owned(),
+    };
+    format!("{what} ({name})")
 }
 
 type Cartesian<'a> = ChartContext<

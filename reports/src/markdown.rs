@@ -180,6 +180,29 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
                 x.files_failed
             ));
         }
+        let m = |k: &str| x.strategy_metrics.get(k).copied();
+        if let Some(deliveries) = m("deliveries") {
+            // A queue-based design: what at-least-once delivery and its dead-letter queue cost.
+            let n = |k: &str| m(k).unwrap_or(0.0);
+            out.push(format!(
+                "**{}** delivered {:.0} messages: {:.0} redeliveries (after a 429, a timeout or a crash), {:.0} duplicate deliveries, {:.0} duplicate LLM calls ({:.0} tokens not kept); {:.0} messages left in the dead-letter queue.",
+                label(r),
+                deliveries,
+                n("redeliveries"),
+                n("duplicate_deliveries"),
+                n("duplicate_llm_calls"),
+                n("duplicate_llm_tokens"),
+                n("dlq_messages_at_end"),
+            ));
+            if n("crash_stranded_messages") > 0.0 {
+                out.push(format!(
+                    "**{}**: a crash stranded {:.0} messages in the killed consumers; they waited out their visibility timeout, {} in all.",
+                    label(r),
+                    n("crash_stranded_messages"),
+                    secs(n("crash_time_lost_s")),
+                ));
+            }
+        }
         if let Some(c) = x.cancel_latency_s {
             out.push(format!(
                 "**{}** stopped cancelled work within {} (p99; worst {}).",

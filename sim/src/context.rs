@@ -151,6 +151,8 @@ pub(crate) struct State {
     pub(crate) discarded: u64,
     pub(crate) redriven: u64,
     pub(crate) restarts: u32,
+    /// When the latest crash happened.
+    pub(crate) last_crash: Option<Duration>,
     pub(crate) units: BTreeMap<Unit, f64>,
     pub(crate) metrics: BTreeMap<String, f64>,
     pub(crate) artifacts: BTreeMap<String, Artifact>,
@@ -202,6 +204,7 @@ impl State {
             discarded: 0,
             redriven: 0,
             restarts: 0,
+            last_crash: None,
             units: BTreeMap::new(),
             metrics: BTreeMap::new(),
             artifacts: BTreeMap::new(),
@@ -491,6 +494,7 @@ impl State {
     pub(crate) fn crash(&mut self, now: Duration) {
         self.results.crash();
         self.restarts += 1;
+        self.last_crash = Some(now);
         self.recorder.event(now, EventKind::Crashed, None, None, String::new());
     }
 
@@ -738,6 +742,12 @@ impl RunContext {
     /// The run's time zero.
     pub fn start(&self) -> Instant {
         self.shared.start
+    }
+
+    /// When the orchestrator last crashed (a timeline `crash`), if it has: a strategy started
+    /// again after it measures what the crash cost from here.
+    pub fn last_crash(&self) -> Option<Duration> {
+        self.lock().last_crash
     }
 
     /// The parameter store.

@@ -19,6 +19,8 @@ pub enum Unit {
     LambdaGbSecond,
     /// A DynamoDB write request unit (on-demand).
     DynamoWrite,
+    /// A DynamoDB read request unit (on-demand, strongly consistent).
+    DynamoRead,
     /// A Step Functions Express execution (request).
     ExpressRequest,
     /// A Step Functions Express GB-second of duration (billed on 64 MB, *unverified*).
@@ -50,6 +52,9 @@ pub struct Pricing {
     /// Per DynamoDB on-demand write request unit. Default 0.00000125 ($1.25 per million; *check*).
     #[serde(default = "dynamo")]
     pub dynamo_write: f64,
+    /// Per DynamoDB on-demand read request unit. Default 0.00000025 ($0.25 per million; *check*).
+    #[serde(default = "dynamo_read")]
+    pub dynamo_read: f64,
     /// Per Step Functions Express execution. Default 0.000001 ($1.00 per million; AWS pricing).
     #[serde(default = "express")]
     pub express_request: f64,
@@ -79,6 +84,9 @@ fn gb_second() -> f64 {
 fn dynamo() -> f64 {
     0.000_001_25
 }
+fn dynamo_read() -> f64 {
+    0.000_000_25
+}
 fn express() -> f64 {
     0.000_001
 }
@@ -96,6 +104,7 @@ impl Default for Pricing {
             lambda_request: lambda(),
             lambda_gb_second: gb_second(),
             dynamo_write: dynamo(),
+            dynamo_read: dynamo_read(),
             express_request: express(),
             express_gb_second: express_gb_second(),
         }
@@ -111,6 +120,7 @@ impl Pricing {
             Unit::LambdaRequest => self.lambda_request,
             Unit::LambdaGbSecond => self.lambda_gb_second,
             Unit::DynamoWrite => self.dynamo_write,
+            Unit::DynamoRead => self.dynamo_read,
             Unit::ExpressRequest => self.express_request,
             Unit::ExpressGbSecond => self.express_gb_second,
         }

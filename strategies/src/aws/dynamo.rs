@@ -125,6 +125,52 @@ impl Table {
         Ok(())
     }
 
+    /// `PutItem` with a condition that fails when the existing item satisfies `blocks`
+    /// (`attribute_not_exists(pk) OR NOT blocks`); a failed condition consumes a write unit.
+    pub fn put_unless(
+        &mut self,
+        now: Duration,
+        key: &str,
+        item: Value,
+        blocks: impl FnOnce(&Value) -> bool,
+    ) -> Result<(), DynamoError> {
+        self.write_unit(now)?;
+        if self.items.get(key).is_some_and(blocks) {
+            return Err(DynamoError::ConditionalCheckFailed);
+        }
+        self.items.insert(key.to_owned(), item);
+        Ok(())
+    }
+
+    /// `UpdateItem … SET attr = value`, creating the item when absent.
+    pub fn set(&mut self, now: Duration, key: &str, attr: &str, value: Value) -> Result<(), DynamoError> {
+        self.write_unit(now)?;
+        let item = self
+            .items
+            .entry(key.to_owned())
+            .or_insert_with(|| Value::Object(serde_json::Map::new()));
+        if !item.is_object() {
+            *item = Value::Object(serde_json::Map::new());
+        }
+        item[attr] = value;
+        Ok(())
+    }
+
+    /// `Query` of the items whose key starts with `prefix`, in key order. It consumes a read
+    /// unit per 4 KB read, rounded up ("Read consumption for Query"); these items are about
+    /// 100 bytes, so one unit per 40 items, at least one.
+    pub fn query(&mut self, now: Duration, prefix: &str) -> Result<Vec<(String, Value)>, DynamoError> {
+        Self::take(&mut self.reads, &mut self.throttled, now)?;
+        let out: Vec<(String, Value)> = self
+            .items
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        self.read_units += (out.len() as u64).div_ceil(40).max(1);
+        Ok(out)
+    }
+
     /// `UpdateItem … ADD attr n`, returning the new value.
     pub fn add(&mut self, now: Duration, key: &str, attr: &str, n: i64) -> Result<i64, DynamoError> {
         self.write_unit(now)?;

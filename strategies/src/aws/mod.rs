@@ -6,8 +6,12 @@
 //! - [`sqs`]: a standard queue with visibility timeouts, receive counts, a dead-letter queue,
 //!   delays, batches, retention and at-least-once duplicates;
 //! - [`dynamo`]: a table with conditional writes, atomic counters and provisioned capacity;
-//! - [`esm`]: a Lambda event source mapping's concurrency over an SQS queue.
+//! - [`esm`]: a Lambda event source mapping's concurrency over an SQS queue;
+//! - [`api`]: the queue and the table as small async traits ([`api::MessageQueue`],
+//!   [`api::KeyValueTable`]) with in-process, virtual-time implementations over the models:
+//!   what a choreography is written against. Start reading there for the SQS design.
 
+pub mod api;
 pub mod dynamo;
 pub mod esm;
 pub mod lambda;

@@ -282,6 +282,12 @@ impl<T: Clone> Queue<T> {
         &self.dead
     }
 
+    /// Takes the messages moved to the dead-letter queue so far (to hand them to a queue of
+    /// their own), in the order they arrived there.
+    pub fn take_dead_letters(&mut self) -> Vec<(u64, T)> {
+        std::mem::take(&mut self.dead)
+    }
+
     /// Moves every dead letter back to the queue (a DLQ redrive), visible at `now`; how many.
     pub fn redrive_dead_letters(&mut self, now: Duration) -> usize {
         let dead = std::mem::take(&mut self.dead);

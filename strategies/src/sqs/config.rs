@@ -51,6 +51,15 @@ pub struct SqsConfig {
     /// `backoff` (default) or `timeout`.
     #[serde(default)]
     pub on_throttle: OnThrottle,
+    /// How many times an operator moves a chunk's message from the dead-letter queue back to
+    /// the chunk queue (a DLQ redrive, `StartMessageMoveTask`) before the chunk fails for good.
+    /// Default 0: the DLQ is final.
+    #[serde(default)]
+    pub dlq_redrives: u32,
+    /// How long after a message reaches the dead-letter queue it is moved back (at most 15 min:
+    /// modelled as a send with that DelaySeconds). Default `"5m"`.
+    #[serde(default = "default_redrive_after")]
+    pub dlq_redrive_after: Dur,
     /// The Lambda account.
     #[serde(default)]
     pub lambda: LambdaConfig,
@@ -65,6 +74,8 @@ impl Default for SqsConfig {
             duplicate_rate: Share(0.0),
             dedupe: Dedupe::default(),
             on_throttle: OnThrottle::default(),
+            dlq_redrives: 0,
+            dlq_redrive_after: default_redrive_after(),
             lambda: LambdaConfig::default(),
         }
     }
@@ -78,4 +89,7 @@ fn default_visibility() -> Dur {
 }
 fn default_receives() -> u32 {
     5
+}
+fn default_redrive_after() -> Dur {
+    Dur(std::time::Duration::from_secs(300))
 }

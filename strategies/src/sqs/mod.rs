@@ -1,44 +1,118 @@
 //! `sqs`: choreography over a queue, with no central coordinator. A splitter puts one message
-//! per chunk on the chunk queue ([`crate::aws::sqs`]); a Lambda event source mapping
-//! ([`crate::aws::esm`]) polls it and invokes validator functions ([`crate::aws::lambda`]) with
-//! batches; each validator makes one LLM call per message, writes the result with a conditional
-//! put (idempotent per chunk) in a DynamoDB-like table ([`crate::aws::dynamo`]), counts the file
-//! down with an atomic ADD, and deletes the message.
+//! per chunk on the chunk queue; a Lambda event source mapping ([`crate::aws::esm`]) long-polls
+//! it and invokes validator functions ([`crate::aws::lambda`]) with batches; each validator
+//! makes one LLM call per message, writes the result with a conditional put (idempotent per
+//! chunk) in a DynamoDB table, counts the file down with an atomic ADD (the last chunk is the
+//! file-validated event), and deletes the message. The queue and the table are used only
+//! through [`crate::aws::api`]'s traits, as the real APIs offer them.
 //!
 //! What the design costs is modelled, never assumed: at-least-once delivery (`duplicate_rate`)
 //! means duplicate deliveries, and without `dedupe = "claim"` duplicate LLM calls; a 429 returns
 //! the message with ChangeMessageVisibility to the hint, or by waiting out the visibility
 //! timeout (`on_throttle`); a message received more than `max_receive_count` times goes to the
-//! dead-letter queue and its chunk fails; a cancelled file gets a flag in the table, which a
-//! validator reads before its call; a crash kills the validators mid-batch, and their messages
-//! reappear when their visibility runs out (the queue and the table are services: they outlive
-//! the crash). Concurrency comes only from the mapping: `max-parallelism` (read live) is its
-//! MaximumConcurrency, scaled up from five batches at 300 a minute.
+//! dead-letter queue, where a watcher fails its chunk (or moves it back, `dlq_redrives`); a
+//! cancelled file gets a flag in the table, which a validator reads before its call; a crash
+//! kills the validators mid-batch, and their messages reappear when their visibility runs out
+//! (the queue and the table are services: they outlive the crash). Concurrency comes only from
+//! the mapping: `max-parallelism` (read live) is its MaximumConcurrency, scaled up from five
+//! batches at 300 a minute.
 //!
-//! Figures: `deliveries`, `duplicate_deliveries`, `duplicate_llm_calls`,
-//! `duplicates_suppressed`, `dead_lettered`, `cancelled_before_call`, `lambda_invocations`,
-//! `lambda_cold_starts`, `lambda_throttles`; gauges `queue_depth`, `oldest_message_s` and
-//! `batches_running`.
+//! Table items: `file#F` (`chunks`, `done` counter, `cancelled` flag), `result#F#C` (the
+//! chunk's one terminal state, written once with a conditional put: `verdict`, or `failed` when
+//! the dead-letter watcher got there first), `claim#F#C` (`until`, in ms), `dlq#F#C` (`times`).
+//!
+//! Figures (see [`FIGURES`]): deliveries and duplicates, duplicate LLM calls and their tokens,
+//! what the DLQ holds, what a crash stranded and the time lost to it; gauges `queue_depth`,
+//! `oldest_message_s`, `dlq_depth` and `batches_running`.
 
 mod config;
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use serde_json::json;
 use sim::cost::Unit;
 use sim::scenario::FileId;
-use sim::{ChunkOutcome, FileTask, LlmError, RunContext};
+use sim::{ChatResponse, ChunkOutcome, FileTask, LlmError, RunContext};
 use tokio::sync::Notify;
 
 pub use config::{Dedupe, OnThrottle, SqsConfig};
 
-use crate::aws::dynamo::{Capacity, DynamoError, Table};
+use crate::aws::api::{Condition, Handle, KeyValueTable, MessageQueue, ServiceError, SimQueue, SimTable};
+use crate::aws::dynamo::Capacity;
 use crate::aws::esm::{EsmConfig, Scaler};
 use crate::aws::lambda::Lambda;
-use crate::aws::sqs::{Queue, QueueConfig, Received};
+use crate::aws::sqs::{MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, QueueConfig, Received};
 use crate::{BoxRun, Strategy, cancel_requested};
+
+/// The strategy's figures (`strategy_metrics` in the report), each with what it counts.
+pub const FIGURES: &[(&str, &str)] = &[
+    (
+        "deliveries",
+        "messages received by the validators, every delivery counted",
+    ),
+    (
+        "redeliveries",
+        "deliveries of a message received before (after a 429, a timeout or a crash)",
+    ),
+    (
+        "duplicate_deliveries",
+        "deliveries of a chunk already stored or held by another delivery at that moment (at-least-once)",
+    ),
+    (
+        "duplicate_llm_calls",
+        "LLM calls for a chunk already answered or being answered (retries after a 429 are not duplicates)",
+    ),
+    (
+        "duplicate_llm_tokens",
+        "tokens of answers that came after their chunk's result was stored: what duplicates cost",
+    ),
+    (
+        "duplicates_suppressed",
+        "deliveries that found the result stored or the chunk claimed, and made no call",
+    ),
+    (
+        "cancelled_before_call",
+        "messages dropped because their file's cancel flag was set",
+    ),
+    ("dead_lettered", "chunks failed for good in the dead-letter queue"),
+    (
+        "dlq_redriven",
+        "messages moved from the dead-letter queue back to the chunk queue",
+    ),
+    (
+        "dlq_messages_at_end",
+        "messages left in the dead-letter queue when the run ended",
+    ),
+    (
+        "results_written",
+        "result items written (conditional puts that succeeded): one per chunk validated",
+    ),
+    (
+        "calls_after_cancel_flag",
+        "LLM calls started for a file after its cancel flag was written (the design promises none)",
+    ),
+    (
+        "files_validated_events",
+        "file-validated events: the last chunk's counter increment",
+    ),
+    (
+        "crash_stranded_messages",
+        "messages held by validators killed in a crash",
+    ),
+    (
+        "crash_time_lost_s",
+        "for those messages, the seconds from the crash until they were received again (summed)",
+    ),
+    ("lambda_invocations", "validator invocations"),
+    ("lambda_cold_starts", "invocations that began with a cold start"),
+    (
+        "lambda_throttles",
+        "batches the mapping could not invoke (Lambda concurrency)",
+    ),
+];
 
 /// The `sqs` strategy.
 #[derive(Clone, Debug, Default)]
@@ -52,11 +126,14 @@ impl Sqs {
         if !(1..=10).contains(&config.batch_size) {
             return Err(format!("batch_size {} must lie in 1..=10", config.batch_size));
         }
-        if config.visibility_timeout.0 > crate::aws::sqs::MAX_VISIBILITY {
+        if config.visibility_timeout.0 > MAX_VISIBILITY {
             return Err("visibility_timeout must be at most 12h (the SQS limit)".into());
         }
         if config.max_receive_count == 0 {
             return Err("max_receive_count must be at least 1".into());
+        }
+        if config.dlq_redrive_after.0 > MAX_DELAY {
+            return Err("dlq_redrive_after must be at most 15m (the longest SQS delay)".into());
         }
         Ok(Self { config })
     }
@@ -83,41 +160,62 @@ struct Msg {
     chunk: u32,
 }
 
+type Key = (FileId, u32);
+
 /// The services: they outlive a crash of the orchestrator's own processes.
 struct Services {
-    queue: Queue<Msg>,
-    table: Table,
-    lambda: Lambda,
-    scaler: Scaler,
+    queue: Arc<dyn MessageQueue<Msg>>,
+    dead_letter: Arc<dyn MessageQueue<Msg>>,
+    table: Arc<dyn KeyValueTable>,
+    lambda: Mutex<Lambda>,
+    scaler: Mutex<Scaler>,
     /// The answers behind the table's result items (the table keeps the verdict; the engine's
-    /// store wants the whole answer), for re-reporting a result the engine lost in a crash.
-    answers: std::collections::BTreeMap<(FileId, u32), sim::ChatResponse>,
-    /// Files already split: after a restart only these need the queue checked for their
-    /// chunks (scanning it for every file made splitting quadratic).
-    split: BTreeSet<FileId>,
+    /// store wants the whole answer, as an S3 object would keep it), for reporting a result
+    /// again that the engine lost in a crash.
+    answers: Mutex<BTreeMap<Key, ChatResponse>>,
+    /// Instrumentation, not part of the design: what the figures need to tell a duplicate
+    /// from a retry, and what a crash stranded.
+    watch: Mutex<Watch>,
+}
+
+#[derive(Default)]
+struct Watch {
+    /// Deliveries being handled, per chunk.
+    in_hand: BTreeMap<Key, u32>,
+    /// LLM calls in flight, per chunk.
+    calling: BTreeMap<Key, u32>,
+    /// Chunks whose messages killed validators held, with the crash's time.
+    stranded: BTreeMap<Key, Duration>,
+    /// Files whose cancel flag has been written.
+    flagged: std::collections::BTreeSet<FileId>,
 }
 
 #[derive(Default)]
 struct Durable {
-    services: Mutex<Option<Arc<Mutex<Services>>>>,
+    services: Mutex<Option<Arc<Services>>>,
 }
 
 struct Shared {
     ctx: RunContext,
     config: SqsConfig,
-    services: Arc<Mutex<Services>>,
-    /// Woken when a message is sent, a batch ends or every file has ended.
+    services: Arc<Services>,
+    /// Woken when a batch ends or every file has ended.
     wake: Notify,
-    running: Mutex<u32>,
-    /// Draws for at-least-once duplicates: one stream per run, not one per receive.
-    rng: Mutex<sim::rng::RunRng>,
+    running: AtomicU32,
     /// Every file has reached a final state.
-    all_final: std::sync::atomic::AtomicBool,
+    all_final: AtomicBool,
 }
 
 impl Shared {
-    fn lock(&self) -> MutexGuard<'_, Services> {
-        self.services.lock().expect("no task panicked holding the services")
+    fn watch(&self) -> MutexGuard<'_, Watch> {
+        self.services.watch.lock().expect("no task panicked holding the watch")
+    }
+
+    fn answers(&self) -> MutexGuard<'_, BTreeMap<Key, ChatResponse>> {
+        self.services
+            .answers
+            .lock()
+            .expect("no task panicked holding the answers")
     }
 
     fn metric(&self, name: &str) {
@@ -127,345 +225,525 @@ impl Shared {
     fn bill_sqs(&self) {
         self.ctx.bill(Unit::SqsRequest, 1.0);
     }
+
+    fn bill_read(&self) {
+        self.ctx.bill(Unit::DynamoRead, 1.0);
+    }
+
+    fn bill_write(&self) {
+        self.ctx.bill(Unit::DynamoWrite, 1.0);
+    }
+
+    fn ended(&self) -> bool {
+        self.all_final.load(Ordering::Relaxed)
+    }
+}
+
+fn services(ctx: &RunContext, config: &SqsConfig) -> Arc<Services> {
+    let clock: Arc<dyn crate::aws::api::Clock> = Arc::new(ctx.clone());
+    let dead_letter = Arc::new(SimQueue::new(
+        clock.clone(),
+        ctx.rng("sqs/dead-letter"),
+        QueueConfig {
+            // SQS's longest retention, as a DLQ is usually set.
+            retention: Duration::from_secs(14 * 24 * 3600),
+            ..QueueConfig::default()
+        },
+        None,
+    ));
+    let queue = SimQueue::new(
+        clock.clone(),
+        ctx.rng("sqs/chunks"),
+        QueueConfig {
+            visibility_timeout: config.visibility_timeout.0,
+            max_receive_count: Some(config.max_receive_count),
+            duplicate_rate: config.duplicate_rate.0,
+            ..QueueConfig::default()
+        },
+        Some(dead_letter.clone()),
+    );
+    Arc::new(Services {
+        queue: Arc::new(queue),
+        dead_letter,
+        table: Arc::new(SimTable::new(clock, Capacity::OnDemand)),
+        lambda: Mutex::new(Lambda::new(config.lambda.model())),
+        scaler: Mutex::new(Scaler::new(EsmConfig::default())),
+        answers: Mutex::new(BTreeMap::new()),
+        watch: Mutex::new(Watch::default()),
+    })
 }
 
 async fn run(ctx: RunContext, config: SqsConfig) {
     let durable = ctx.durable::<Durable>();
-    let services = durable
-        .services
-        .lock()
-        .expect("no task panicked holding the durable services")
-        .get_or_insert_with(|| {
-            Arc::new(Mutex::new(Services {
-                queue: Queue::new(QueueConfig {
-                    visibility_timeout: config.visibility_timeout.0,
-                    max_receive_count: Some(config.max_receive_count),
-                    duplicate_rate: config.duplicate_rate.0,
-                    ..QueueConfig::default()
-                }),
-                table: Table::new(Capacity::OnDemand),
-                lambda: Lambda::new(config.lambda.model()),
-                scaler: Scaler::new(EsmConfig::default()),
-                answers: std::collections::BTreeMap::new(),
-                split: BTreeSet::new(),
-            }))
-        })
-        .clone();
+    let (services, restarted) = {
+        let mut slot = durable
+            .services
+            .lock()
+            .expect("no task panicked holding the durable services");
+        let restarted = slot.is_some();
+        (slot.get_or_insert_with(|| services(&ctx, &config)).clone(), restarted)
+    };
+    if !restarted {
+        // Every figure shows, zero included: "no duplicate" is a finding too.
+        for (name, _) in FIGURES {
+            ctx.add_metric(name, 0.0);
+        }
+    } else {
+        // The validators were killed: what they held waits out its visibility timeout.
+        let crashed = ctx.last_crash().unwrap_or_else(|| ctx.now());
+        let mut w = services.watch.lock().expect("no task panicked holding the watch");
+        let held = std::mem::take(&mut w.in_hand);
+        w.calling.clear();
+        ctx.add_metric("crash_stranded_messages", held.values().map(|n| f64::from(*n)).sum());
+        for k in held.into_keys() {
+            w.stranded.insert(k, crashed);
+        }
+    }
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         config,
         services,
         wake: Notify::new(),
-        running: Mutex::new(0),
-        rng: Mutex::new(ctx.rng("sqs/deliveries")),
-        all_final: std::sync::atomic::AtomicBool::new(false),
+        running: AtomicU32::new(0),
+        all_final: AtomicBool::new(false),
     });
     ctx.spawn(split(shared.clone()));
+    ctx.spawn(watch_dead_letters(shared.clone()));
     {
         let shared = shared.clone();
         ctx.spawn(async move {
             shared.ctx.all_final().await;
-            shared.all_final.store(true, std::sync::atomic::Ordering::Relaxed);
+            shared.all_final.store(true, Ordering::Relaxed);
             shared.wake.notify_waiters();
         });
     }
     poll(&shared).await;
-}
-
-/// The splitter: a message per chunk of each admitted file (chunks already in the queue after
-/// a restart are not sent again), and a cancel flag when the file's cancellation is requested.
-async fn split(shared: Arc<Shared>) {
-    let ctx = shared.ctx.clone();
-    while let Some(file) = ctx.next_file().await {
-        let now = ctx.now();
-        {
-            let mut s = shared.lock();
-            let queued: BTreeSet<u32> = if s.split.insert(file.id) {
-                BTreeSet::new()
-            } else {
-                s.queue
-                    .bodies()
-                    .filter(|m| m.file == file.id)
-                    .map(|m| m.chunk)
-                    .collect()
-            };
-            for &chunk in &file.chunks {
-                if !queued.contains(&chunk) {
-                    s.queue.send(now, Msg { file: file.id, chunk }, None);
-                    shared.bill_sqs();
-                }
-            }
-        }
-        shared.wake.notify_waiters();
-        let (s, f) = (shared.clone(), file.clone());
-        ctx.spawn(cancel_flag(s, f));
+    if let Ok(a) = shared.services.dead_letter.attributes().await {
+        ctx.set_metric("dlq_messages_at_end", a.messages as f64);
     }
 }
 
-/// Writes the file's cancel flag when its cancellation is requested.
-async fn cancel_flag(shared: Arc<Shared>, file: FileTask) {
-    cancel_requested(&shared.ctx, &file).await;
-    let now = shared.ctx.now();
-    let _ = shared
-        .lock()
-        .table
-        .put(now, &format!("cancel#{}", file.id.0), json!(true));
-    shared.ctx.bill(Unit::DynamoWrite, 1.0);
-    shared.wake.notify_waiters();
+/// The splitter: a message per chunk of each admitted file. A file met again after a restart
+/// (its `file#F` item exists) is resumed from the table: stored results and failures are
+/// reported, and the other chunks are still in the queues.
+async fn split(shared: Arc<Shared>) {
+    let ctx = shared.ctx.clone();
+    let s = shared.services.clone();
+    while let Some(file) = ctx.next_file().await {
+        let id = file.id.0;
+        let total = ctx.workload().file(file.id).chunks;
+        let fkey = format!("file#{id}");
+        let first = s
+            .table
+            .put(&fkey, json!({"chunks": total, "done": 0}), Condition::Absent)
+            .await;
+        shared.bill_write();
+        match first {
+            Ok(()) => {
+                for &chunk in &file.chunks {
+                    let _ = s.queue.send(Msg { file: file.id, chunk }, None).await;
+                    shared.bill_sqs();
+                }
+            }
+            Err(_) => resume(&shared, &file).await,
+        }
+        let (s2, f) = (shared.clone(), file.clone());
+        ctx.spawn(cancel_flag(s2, f));
+    }
 }
 
-/// The event source mapping: receives batches while it may run more, and invokes a validator
-/// for each; ends when every file has ended and nothing runs.
+/// Reports what the table holds for a file split before a restart.
+async fn resume(shared: &Shared, file: &FileTask) {
+    let ctx = &shared.ctx;
+    let s = &shared.services;
+    let id = file.id.0;
+    let results = s.table.query(&format!("result#{id}#")).await.unwrap_or_default();
+    shared.bill_read();
+    let chunk_of = |k: &str| k.rsplit('#').next().and_then(|c| c.parse::<u32>().ok());
+    let wanted: std::collections::BTreeSet<u32> = file.chunks.iter().copied().collect();
+    for (k, item) in &results {
+        let Some(c) = chunk_of(k).filter(|c| wanted.contains(c)) else {
+            continue;
+        };
+        if item.get("failed").is_some() {
+            ctx.chunk_done(file.id, c, ChunkOutcome::Failed);
+        } else {
+            let answer = shared.answers().get(&(file.id, c)).copied();
+            if let Some(answer) = answer {
+                ctx.chunk_done(file.id, c, ChunkOutcome::Validated(answer));
+            }
+        }
+    }
+}
+
+/// Sets the file's cancel flag when its cancellation is requested.
+async fn cancel_flag(shared: Arc<Shared>, file: FileTask) {
+    cancel_requested(&shared.ctx, &file).await;
+    let _ = shared
+        .services
+        .table
+        .set(&format!("file#{}", file.id.0), "cancelled", json!(true))
+        .await;
+    shared.bill_write();
+    shared.watch().flagged.insert(file.id);
+}
+
+/// The event source mapping: long-polls for batches while it may run more, and invokes a
+/// validator for each; ends when every file has ended and nothing runs.
 async fn poll(shared: &Arc<Shared>) {
     let ctx = &shared.ctx;
+    let s = &shared.services;
     loop {
         let notified = shared.wake.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let now = ctx.now();
-        let running = *shared.running.lock().expect("no task panicked holding the count");
-        if running == 0 && shared.all_final.load(std::sync::atomic::Ordering::Relaxed) {
+        let running = shared.running.load(Ordering::Relaxed);
+        if running == 0 && shared.ended() {
             return;
         }
+        let now = ctx.now();
+        let attrs = s.queue.attributes().await.unwrap_or_default();
+        let dlq = s.dead_letter.attributes().await.unwrap_or_default();
+        ctx.gauge("queue_depth", attrs.messages as f64);
+        ctx.gauge("dlq_depth", dlq.messages as f64);
+        ctx.gauge(
+            "oldest_message_s",
+            attrs.oldest_age.map_or(0.0, |a| a.as_secs_f64().floor()),
+        );
         let max = ctx.params().get().max_parallelism.get().clamp(2, 1_000);
-        let (concurrency, next_visible) = {
-            let mut s = shared.lock();
-            let backlog = !s.queue.is_empty();
-            s.scaler.set_config(EsmConfig {
+        let concurrency = {
+            let mut sc = s.scaler.lock().expect("no task panicked holding the scaler");
+            sc.set_config(EsmConfig {
                 maximum_concurrency: Some(max),
                 ..EsmConfig::default()
             });
-            (s.scaler.at(now, backlog), s.queue.next_visible())
+            sc.at(now, attrs.messages > 0)
         };
         ctx.set_concurrency_limit(concurrency);
-        let mut started = running;
-        while started < concurrency {
-            let batch = receive(shared, now);
-            if batch.is_empty() {
-                break;
+        if running >= concurrency || shared.ended() {
+            tokio::select! {
+                biased;
+                () = &mut notified => {}
+                () = ctx.sleep(Duration::from_secs(1)) => {}
             }
-            started += 1;
-            *shared.running.lock().expect("no task panicked holding the count") += 1;
-            ctx.gauge("batches_running", f64::from(started));
-            ctx.spawn(invoke(shared.clone(), batch));
+            continue;
         }
-        {
-            let s = shared.lock();
-            ctx.gauge("queue_depth", s.queue.len() as f64);
-            ctx.gauge(
-                "oldest_message_s",
-                s.queue.oldest_age(now).map_or(0.0, |a| a.as_secs_f64().floor()),
-            );
-        }
-        // Long polling: wake at a send, a batch's end, the next message becoming visible, or
-        // within a second (the mapping's scaling and the files' ends are checked then).
-        let until = next_visible
-            .filter(|t| *t > now)
-            .map_or(Duration::from_secs(1), |t| (t - now).min(Duration::from_secs(1)));
-        tokio::select! {
+        // One poller's long poll (the mapping's pollers use the longest, 20 s).
+        let batch = tokio::select! {
             biased;
-            () = &mut notified => {}
-            () = ctx.sleep(until.max(Duration::from_millis(1))) => {}
-        }
+            () = &mut notified => continue,
+            b = s.queue.receive(shared.config.batch_size as usize, MAX_WAIT) => b,
+        };
+        shared.bill_sqs();
+        let batch = match batch {
+            Ok(b) if !b.is_empty() => b,
+            _ => continue,
+        };
+        delivered(shared, &batch);
+        let n = shared.running.fetch_add(1, Ordering::Relaxed) + 1;
+        ctx.gauge("batches_running", f64::from(n));
+        ctx.spawn(invoke(shared.clone(), batch));
     }
 }
 
-/// One receive of up to a batch; dead-lettered messages fail their chunks.
-fn receive(shared: &Shared, now: Duration) -> Vec<Received<Msg>> {
-    let ctx = &shared.ctx;
-    let (batch, effects, dead) = {
-        let mut s = shared.lock();
-        if !s.queue.any_visible(now) {
-            return Vec::new();
-        }
-        let mut rng = shared.rng.lock().expect("no task panicked holding the generator");
-        let (batch, effects) = s
-            .queue
-            .receive(now, shared.config.batch_size as usize, || rng.next_f64());
-        drop(rng);
-        let dead: Vec<Msg> = s
-            .queue
-            .dead_letters()
+/// Counts a batch's deliveries: redeliveries, duplicates, and messages a crash stranded.
+fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
+    let now = shared.ctx.now();
+    let answered: Vec<bool> = {
+        let a = shared.answers();
+        batch
             .iter()
-            .filter(|(id, _)| effects.dead_lettered.contains(id))
-            .map(|(_, m)| *m)
-            .collect();
-        (batch, effects, dead)
+            .map(|r| a.contains_key(&(r.body.file, r.body.chunk)))
+            .collect()
     };
-    shared.bill_sqs();
-    for m in dead {
-        shared.metric("dead_lettered");
-        ctx.chunk_done(m.file, m.chunk, ChunkOutcome::Failed);
-    }
-    for r in &batch {
-        shared.metric("deliveries");
-        if r.receive_count > 1 {
-            shared.metric("duplicate_deliveries");
+    let mut lost = 0.0;
+    {
+        let mut w = shared.watch();
+        for (r, answered) in batch.iter().zip(answered) {
+            let k = (r.body.file, r.body.chunk);
+            shared.metric("deliveries");
+            if r.receive_count > 1 {
+                shared.metric("redeliveries");
+            }
+            let held = w.in_hand.entry(k).or_default();
+            if *held > 0 || answered {
+                shared.metric("duplicate_deliveries");
+            }
+            *held += 1;
+            if let Some(crashed) = w.stranded.remove(&k) {
+                lost += now.saturating_sub(crashed).as_secs_f64();
+            }
         }
     }
-    let _ = effects;
-    batch
+    if lost > 0.0 {
+        shared.ctx.add_metric("crash_time_lost_s", lost);
+    }
 }
 
 /// A validator invocation over one batch: each message in turn.
 async fn invoke(shared: Arc<Shared>, batch: Vec<Received<Msg>>) {
     let ctx = shared.ctx.clone();
     let now = ctx.now();
-    let started = shared.lock().lambda.begin("validator", now);
+    let started = shared
+        .services
+        .lambda
+        .lock()
+        .expect("no task panicked holding Lambda")
+        .begin("validator", now);
     match started {
         Err(_) => {
             // The mapping could not invoke: the batch stays hidden until its visibility runs
             // out, and the mapping backs off.
             shared.metric("lambda_throttles");
-            shared.lock().scaler.backoff();
+            shared
+                .services
+                .scaler
+                .lock()
+                .expect("no task panicked holding the scaler")
+                .backoff();
+            let mut w = shared.watch();
+            for r in &batch {
+                release(&mut w.in_hand, (r.body.file, r.body.chunk));
+            }
         }
-        Ok(s) => {
+        Ok(st) => {
             shared.metric("lambda_invocations");
-            if s.cold {
+            if st.cold {
                 shared.metric("lambda_cold_starts");
                 ctx.sleep(shared.config.lambda.cold_start.0).await;
             }
             ctx.sleep(shared.config.lambda.handler.0).await;
             for r in batch {
+                let k = (r.body.file, r.body.chunk);
                 handle(&shared, r).await;
+                release(&mut shared.watch().in_hand, k);
             }
-            let now2 = ctx.now();
-            let gb_s = shared.lock().lambda.end("validator", now2, now2 - now);
+            let end = ctx.now();
+            let gb_s = shared
+                .services
+                .lambda
+                .lock()
+                .expect("no task panicked holding Lambda")
+                .end("validator", end, end - now);
             ctx.bill(Unit::LambdaRequest, 1.0);
             ctx.bill(Unit::LambdaGbSecond, gb_s);
         }
     }
-    *shared.running.lock().expect("no task panicked holding the count") -= 1;
+    shared.running.fetch_sub(1, Ordering::Relaxed);
     shared.wake.notify_waiters();
 }
 
-/// One message: cancel flag, claim, LLM call, idempotent result, counter, delete.
+fn release(map: &mut BTreeMap<Key, u32>, k: Key) {
+    if let Some(n) = map.get_mut(&k) {
+        *n -= 1;
+        if *n == 0 {
+            map.remove(&k);
+        }
+    }
+}
+
+/// One message: cancel flag, stored result, claim, LLM call, idempotent result, counter,
+/// delete.
 async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let ctx = &shared.ctx;
+    let s = &shared.services;
+    let handle = Handle::from(&r);
     let Msg { file, chunk } = r.body;
     let key = format!("{}#{}", file.0, chunk);
-    let now = ctx.now();
-    // A result already stored, or the file cancelled: no call.
-    let (stored, cancelled) = {
-        let mut s = shared.lock();
-        let stored = s.table.get(now, &format!("result#{key}")).ok().flatten().is_some();
-        let cancelled = s.table.get(now, &format!("cancel#{}", file.0)).ok().flatten().is_some();
-        (
-            stored.then(|| s.answers.get(&(file, chunk)).copied()).flatten(),
-            cancelled,
-        )
-    };
-    if stored.is_some() || cancelled {
-        match stored {
-            // The result is in the table: report it again (the engine counts a duplicate, or
-            // stores it if a crash lost its copy), and spend no call.
-            Some(answer) => {
-                shared.metric("duplicates_suppressed");
+    let fkey = format!("file#{}", file.0);
+    let rkey = format!("result#{key}");
+    let ckey = format!("claim#{key}");
+    // The file's item (its cancel flag) and the chunk's result, read before any call.
+    let cancelled = s
+        .table
+        .get(&fkey)
+        .await
+        .ok()
+        .flatten()
+        .is_some_and(|v| v["cancelled"] == json!(true));
+    shared.bill_read();
+    if cancelled {
+        shared.metric("cancelled_before_call");
+        ctx.chunk_done(file, chunk, ChunkOutcome::Cancelled);
+        let _ = s.queue.delete(handle).await;
+        shared.bill_sqs();
+        return;
+    }
+    let stored = s.table.get(&rkey).await.ok().flatten();
+    shared.bill_read();
+    if let Some(item) = stored {
+        // The chunk has its terminal state: report it again (the engine counts a duplicate,
+        // or stores it if a crash lost its copy), and spend no call.
+        shared.metric("duplicates_suppressed");
+        if item.get("failed").is_some() {
+            ctx.chunk_done(file, chunk, ChunkOutcome::Failed);
+        } else {
+            let answer = shared.answers().get(&(file, chunk)).copied();
+            if let Some(answer) = answer {
                 ctx.chunk_done(file, chunk, ChunkOutcome::Validated(answer));
             }
-            None => {
-                shared.metric("cancelled_before_call");
-                ctx.chunk_done(file, chunk, ChunkOutcome::Cancelled);
-            }
         }
-        shared.lock().queue.delete(r.id, r.receipt);
+        let _ = s.queue.delete(handle).await;
         shared.bill_sqs();
         return;
     }
     if shared.config.dedupe == Dedupe::Claim {
-        let visibility = shared.config.visibility_timeout.0;
-        // `None`: claimed by this delivery; `Some(t)`: held by another until `t`.
-        let claimed: Option<Duration> = {
-            let mut s = shared.lock();
-            let until = (now + visibility).as_millis() as u64;
-            match s
-                .table
-                .put_if_absent(now, &format!("claim#{key}"), json!({"until": until}))
-            {
-                Ok(()) => None,
-                Err(DynamoError::ConditionalCheckFailed) => {
-                    // Someone holds it; a claim past its visibility has expired and is taken over.
-                    let held = s
-                        .table
-                        .get(now, &format!("claim#{key}"))
-                        .ok()
-                        .flatten()
-                        .and_then(|v| v["until"].as_u64())
-                        .unwrap_or(0);
-                    if held <= now.as_millis() as u64 {
-                        let _ = s.table.put(now, &format!("claim#{key}"), json!({"until": until}));
-                        None
-                    } else {
-                        Some(Duration::from_millis(held))
-                    }
-                }
-                Err(DynamoError::ProvisionedThroughputExceeded { retry_after }) => Some(now + retry_after),
+        let now_ms = ctx.now().as_millis() as i64;
+        let until = now_ms + shared.config.visibility_timeout.0.as_millis() as i64;
+        // Taken when absent or expired (`until` in the past): a claim outlives its holder at
+        // most by the visibility timeout.
+        let claim = s
+            .table
+            .put(
+                &ckey,
+                json!({"until": until}),
+                Condition::AbsentOrBelow {
+                    attr: "until",
+                    value: now_ms,
+                },
+            )
+            .await;
+        shared.bill_write();
+        let held_until = match claim {
+            Ok(()) => None,
+            Err(ServiceError::ConditionFailed) => {
+                let held = s.table.get(&ckey).await.ok().flatten();
+                shared.bill_read();
+                Some(held.and_then(|v| v["until"].as_i64()).unwrap_or(until))
             }
+            Err(ServiceError::Throttled { retry_after }) => Some(now_ms + retry_after.as_millis() as i64),
         };
-        ctx.bill(Unit::DynamoWrite, 1.0);
-        if let Some(until) = claimed {
+        if let Some(t) = held_until {
             // Another delivery is working on it: hide this one until the claim runs out (by
             // then the result is stored, or the claim may be taken over).
             shared.metric("duplicates_suppressed");
-            let mut s = shared.lock();
-            s.queue.change_visibility(
-                now,
-                r.id,
-                r.receipt,
-                until.saturating_sub(now).max(Duration::from_millis(1)),
-            );
-            drop(s);
+            let wait = Duration::from_millis((t - now_ms).max(1) as u64);
+            let _ = s.queue.change_visibility(handle, wait).await;
             shared.bill_sqs();
             return;
         }
     }
-    if r.receive_count > 1 {
+    let k = (file, chunk);
+    let duplicate = {
+        let answered = shared.answers().contains_key(&k);
+        let mut w = shared.watch();
+        let calling = w.calling.entry(k).or_default();
+        let dup = answered || *calling > 0;
+        *calling += 1;
+        if w.flagged.contains(&file) {
+            drop(w);
+            shared.metric("calls_after_cancel_flag");
+        }
+        dup
+    };
+    if duplicate {
         shared.metric("duplicate_llm_calls");
     }
     let result = ctx.call(ctx.request(file, chunk, r.receive_count - 1)).await;
-    let now = ctx.now();
+    release(&mut shared.watch().calling, k);
     match result {
         Ok(response) => {
-            let first = {
-                let mut s = shared.lock();
-                let first = s
-                    .table
-                    .put_if_absent(
-                        now,
-                        &format!("result#{key}"),
-                        json!({"verdict": format!("{:?}", response.verdict)}),
-                    )
-                    .is_ok();
-                s.answers.entry((file, chunk)).or_insert(response);
-                first
-            };
-            ctx.bill(Unit::DynamoWrite, 1.0);
-            if first {
-                let _ = shared.lock().table.add(now, &format!("file#{}", file.0), "done", 1);
-                ctx.bill(Unit::DynamoWrite, 1.0);
+            let verdict = format!("{:?}", response.verdict);
+            let first = s.table.put(&rkey, json!({"verdict": verdict}), Condition::Absent).await;
+            shared.bill_write();
+            if first.is_ok() {
+                shared.answers().insert(k, response);
+                shared.metric("results_written");
+                let done = s.table.add(&fkey, "done", 1).await;
+                shared.bill_write();
+                if done.ok() == Some(i64::from(ctx.workload().file(file).chunks)) {
+                    shared.metric("files_validated_events");
+                }
+                ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
             } else {
+                // Stored already, by another delivery (reported then) or as failed by the
+                // dead-letter watcher: this answer is not kept, its tokens are what the
+                // duplicate cost.
                 shared.metric("duplicates_suppressed");
+                ctx.add_metric("duplicate_llm_tokens", response.usage.total() as f64);
             }
-            // Reported either way: a verdict is idempotent in the engine's store.
-            ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
-            let mut s = shared.lock();
-            s.queue.delete(r.id, r.receipt);
-            let _ = s.table.delete(now, &format!("claim#{key}"));
-            drop(s);
+            let _ = s.queue.delete(handle).await;
             shared.bill_sqs();
+            if shared.config.dedupe == Dedupe::Claim {
+                let _ = s.table.delete(&ckey).await;
+                shared.bill_write();
+            }
         }
         Err(e) => {
-            let mut s = shared.lock();
-            let _ = s.table.delete(now, &format!("claim#{key}"));
+            if shared.config.dedupe == Dedupe::Claim {
+                let _ = s.table.delete(&ckey).await;
+                shared.bill_write();
+            }
             if let LlmError::Throttled { retry_after, .. } = e
                 && shared.config.on_throttle == OnThrottle::Backoff
             {
                 let wait = retry_after.unwrap_or(Duration::from_secs(1));
-                s.queue.change_visibility(now, r.id, r.receipt, wait);
-                drop(s);
+                let _ = s.queue.change_visibility(handle, wait).await;
                 shared.bill_sqs();
             }
             // Otherwise the message returns when its visibility timeout runs out.
+        }
+    }
+}
+
+/// The dead-letter queue's watcher (an alarm's operator, or a Lambda on the DLQ): a message
+/// with redrives left is moved back to the chunk queue after `dlq_redrive_after`; any other
+/// fails its chunk and stays in the DLQ.
+async fn watch_dead_letters(shared: Arc<Shared>) {
+    let ctx = &shared.ctx;
+    let s = &shared.services;
+    loop {
+        let batch = s.dead_letter.receive(10, MAX_WAIT).await;
+        shared.bill_sqs();
+        for r in batch.unwrap_or_default() {
+            let handle = Handle::from(&r);
+            let Msg { file, chunk } = r.body;
+            let key = format!("{}#{}", file.0, chunk);
+            let stored = s.table.get(&format!("result#{key}")).await.ok().flatten();
+            shared.bill_read();
+            match stored {
+                // Failed already (seen again after 12 h): it stays.
+                Some(item) if item.get("failed").is_some() => {
+                    let _ = s.dead_letter.change_visibility(handle, MAX_VISIBILITY).await;
+                    shared.bill_sqs();
+                    continue;
+                }
+                // A leftover of a chunk validated by another delivery.
+                Some(_) => {
+                    let _ = s.dead_letter.delete(handle).await;
+                    shared.bill_sqs();
+                    continue;
+                }
+                None => {}
+            }
+            let times = s.table.add(&format!("dlq#{key}"), "times", 1).await.unwrap_or(1);
+            shared.bill_write();
+            if times <= i64::from(shared.config.dlq_redrives) {
+                let _ = s.queue.send(r.body, Some(shared.config.dlq_redrive_after.0)).await;
+                let _ = s.dead_letter.delete(handle).await;
+                shared.bill_sqs();
+                shared.bill_sqs();
+                shared.metric("dlq_redriven");
+                continue;
+            }
+            // The chunk's terminal state, unless a delivery still working on it when its
+            // message moved here has stored a verdict first.
+            let failed = s
+                .table
+                .put(&format!("result#{key}"), json!({"failed": times}), Condition::Absent)
+                .await;
+            shared.bill_write();
+            if failed.is_err() {
+                // Validated after all: the message was a leftover.
+                let _ = s.dead_letter.delete(handle).await;
+                shared.bill_sqs();
+                continue;
+            }
+            // It stays in the DLQ, out of the watcher's sight.
+            let _ = s.dead_letter.change_visibility(handle, MAX_VISIBILITY).await;
+            shared.bill_sqs();
+            shared.metric("dead_lettered");
+            ctx.chunk_done(file, chunk, ChunkOutcome::Failed);
         }
     }
 }

@@ -1,0 +1,474 @@
+//! The queue and the table as a choreography calls them: two small async traits, shaped on the
+//! AWS APIs (`ReceiveMessage`, `PutItem` with a condition…), so that a design written against
+//! them runs unchanged on another implementation. [`SimQueue`] and [`SimTable`] are the
+//! in-process, virtual-time ones, over the pure models of [`super::sqs`] and [`super::dynamo`];
+//! an implementation over the real services (the AWS SDK, or moto) is a later step.
+//!
+//! What the traits leave out is what the real APIs lack: no listing of a queue's bodies, no
+//! news of a message moved to the dead-letter queue except by receiving from that queue.
+
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use serde_json::Value;
+use sim::RunContext;
+use tokio::sync::Notify;
+
+use super::dynamo::{Capacity, DynamoError, Table};
+use super::sqs::{MAX_WAIT, Queue, QueueConfig, Received};
+
+/// The time a simulated service reads: a run's clock ([`RunContext`], virtual or live), or a
+/// test's.
+pub trait Clock: Send + Sync + 'static {
+    /// Time since the run started.
+    fn now(&self) -> Duration;
+    /// Sleeps for `d` of that time.
+    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()>;
+}
+
+impl Clock for RunContext {
+    fn now(&self) -> Duration {
+        RunContext::now(self)
+    }
+
+    fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
+        Box::pin(RunContext::sleep(self, d))
+    }
+}
+
+/// Why a service call did nothing.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ServiceError {
+    /// DynamoDB's `ConditionalCheckFailedException`: the condition did not hold.
+    #[error("the condition did not hold")]
+    ConditionFailed,
+    /// DynamoDB's `ProvisionedThroughputExceededException` (or SQS's throttling): worth retrying
+    /// after `retry_after`.
+    #[error("throttled, retry after {retry_after:?}")]
+    Throttled {
+        /// When the capacity would be there.
+        retry_after: Duration,
+    },
+}
+
+impl From<DynamoError> for ServiceError {
+    fn from(e: DynamoError) -> Self {
+        match e {
+            DynamoError::ConditionalCheckFailed => Self::ConditionFailed,
+            DynamoError::ProvisionedThroughputExceeded { retry_after } => Self::Throttled { retry_after },
+        }
+    }
+}
+
+/// A service call's answer.
+pub type Call<'a, T> = BoxFuture<'a, Result<T, ServiceError>>;
+
+/// A message's handle for delete and visibility changes (SQS's receipt handle).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Handle {
+    /// The message.
+    pub id: u64,
+    /// The delivery.
+    pub receipt: u64,
+}
+
+impl<T> From<&Received<T>> for Handle {
+    fn from(r: &Received<T>) -> Self {
+        Self {
+            id: r.id,
+            receipt: r.receipt,
+        }
+    }
+}
+
+/// `GetQueueAttributes` (and CloudWatch's `ApproximateAgeOfOldestMessage`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct QueueAttributes {
+    /// `ApproximateNumberOfMessages` + `…NotVisible` + `…Delayed`: every message in the queue.
+    pub messages: u64,
+    /// Age of the oldest message.
+    pub oldest_age: Option<Duration>,
+}
+
+/// An SQS queue, as a consumer and a producer call it.
+pub trait MessageQueue<T>: Send + Sync {
+    /// `SendMessage`, with `DelaySeconds` (the queue's default when `None`).
+    fn send(&self, body: T, delay: Option<Duration>) -> Call<'_, ()>;
+    /// `ReceiveMessage` with `MaxNumberOfMessages = max` (1–10) and `WaitTimeSeconds = wait`
+    /// (at most 20 s): returns as soon as a message is there, or empty when the wait ends.
+    fn receive(&self, max: usize, wait: Duration) -> Call<'_, Vec<Received<T>>>;
+    /// `DeleteMessage`: false when the handle is no longer the message's latest delivery.
+    fn delete(&self, handle: Handle) -> Call<'_, bool>;
+    /// `ChangeMessageVisibility`: visible again `timeout` from now; false when the handle is stale.
+    fn change_visibility(&self, handle: Handle, timeout: Duration) -> Call<'_, bool>;
+    /// `GetQueueAttributes`.
+    fn attributes(&self) -> Call<'_, QueueAttributes>;
+}
+
+/// The condition of a [`KeyValueTable::put`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum Condition {
+    /// None: the put always writes.
+    Always,
+    /// `attribute_not_exists(pk)`: only a new item.
+    Absent,
+    /// `attribute_not_exists(pk) OR #attr < :value`: a new item, or one whose number `attr` is
+    /// below `value` (an expired claim, say).
+    AbsentOrBelow {
+        /// The attribute compared.
+        attr: &'static str,
+        /// The bound.
+        value: i64,
+    },
+}
+
+/// A DynamoDB table keyed by a string (partition `PREFIX#…`), as the choreography calls it.
+pub trait KeyValueTable: Send + Sync {
+    /// `GetItem`.
+    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Value>>;
+    /// `PutItem` with a condition; a failed condition is [`ServiceError::ConditionFailed`].
+    fn put<'a>(&'a self, key: &'a str, item: Value, condition: Condition) -> Call<'a, ()>;
+    /// `UpdateItem … ADD attr n` with `ReturnValues: UPDATED_NEW`: the new value.
+    fn add<'a>(&'a self, key: &'a str, attr: &'a str, n: i64) -> Call<'a, i64>;
+    /// `UpdateItem … SET attr = value`, creating the item when absent.
+    fn set<'a>(&'a self, key: &'a str, attr: &'a str, value: Value) -> Call<'a, ()>;
+    /// `DeleteItem`.
+    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()>;
+    /// `Query` of the items whose key starts with `prefix`, in key order.
+    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>>;
+}
+
+/// An SQS queue in virtual time: [`Queue`] behind a lock, read against the run's clock, with
+/// long polling and, when it has a redrive policy, its dead-letter queue as another `SimQueue`.
+pub struct SimQueue<T> {
+    ctx: Arc<dyn Clock>,
+    queue: Mutex<Queue<T>>,
+    /// Woken by every send (a long poll returns at once).
+    sent: Notify,
+    /// Draws for at-least-once duplicates: one stream per queue.
+    rng: Mutex<sim::rng::RunRng>,
+    dead_letter: Option<Arc<SimQueue<T>>>,
+}
+
+impl<T: Clone + Send + Sync + 'static> SimQueue<T> {
+    /// A queue on `clock`, drawing its at-least-once duplicates from `rng` (a run's
+    /// `ctx.rng("sqs/NAME")`), moving messages past the redrive policy to `dead_letter`.
+    pub fn new(
+        clock: Arc<dyn Clock>,
+        rng: sim::rng::RunRng,
+        config: QueueConfig,
+        dead_letter: Option<Arc<SimQueue<T>>>,
+    ) -> Self {
+        Self {
+            ctx: clock,
+            queue: Mutex::new(Queue::new(config)),
+            sent: Notify::new(),
+            rng: Mutex::new(rng),
+            dead_letter,
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Queue<T>> {
+        self.queue.lock().expect("no task panicked holding the queue")
+    }
+
+    /// The pure model, for tests and figures.
+    pub fn with<R>(&self, f: impl FnOnce(&Queue<T>) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn try_receive(&self, max: usize) -> Result<Vec<Received<T>>, Option<Duration>> {
+        let now = self.ctx.now();
+        let (batch, dead) = {
+            let mut q = self.lock();
+            if !q.any_visible(now) {
+                return Err(q.next_visible());
+            }
+            let mut rng = self.rng.lock().expect("no task panicked holding the generator");
+            let (batch, _) = q.receive(now, max, || rng.next_f64());
+            (batch, q.take_dead_letters())
+        };
+        if let Some(dlq) = &self.dead_letter {
+            let mut d = dlq.lock();
+            for (_, body) in dead {
+                d.send(now, body, Some(Duration::ZERO));
+            }
+            drop(d);
+            dlq.sent.notify_waiters();
+        }
+        if batch.is_empty() {
+            // Everything visible went to the dead-letter queue.
+            return Err(self.lock().next_visible());
+        }
+        Ok(batch)
+    }
+}
+
+impl<T: Clone + Send + Sync + 'static> MessageQueue<T> for SimQueue<T> {
+    fn send(&self, body: T, delay: Option<Duration>) -> Call<'_, ()> {
+        let now = self.ctx.now();
+        self.lock().send(now, body, delay);
+        self.sent.notify_waiters();
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn receive(&self, max: usize, wait: Duration) -> Call<'_, Vec<Received<T>>> {
+        Box::pin(async move {
+            let deadline = self.ctx.now() + wait.min(MAX_WAIT);
+            loop {
+                let notified = self.sent.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                let next = match self.try_receive(max) {
+                    Ok(batch) => return Ok(batch),
+                    Err(next) => next,
+                };
+                let now = self.ctx.now();
+                if now >= deadline {
+                    return Ok(Vec::new());
+                }
+                // Long polling: a send, the next message becoming visible, or the wait's end.
+                let until = next.filter(|t| *t > now).map_or(deadline, |t| t.min(deadline));
+                tokio::select! {
+                    biased;
+                    () = &mut notified => {}
+                    () = self.ctx.sleep(until - now) => {}
+                }
+            }
+        })
+    }
+
+    fn delete(&self, handle: Handle) -> Call<'_, bool> {
+        let done = self.lock().delete(handle.id, handle.receipt);
+        Box::pin(std::future::ready(Ok(done)))
+    }
+
+    fn change_visibility(&self, handle: Handle, timeout: Duration) -> Call<'_, bool> {
+        let now = self.ctx.now();
+        let done = self.lock().change_visibility(now, handle.id, handle.receipt, timeout);
+        self.sent.notify_waiters();
+        Box::pin(std::future::ready(Ok(done)))
+    }
+
+    fn attributes(&self) -> Call<'_, QueueAttributes> {
+        let now = self.ctx.now();
+        let q = self.lock();
+        let a = QueueAttributes {
+            messages: q.len() as u64,
+            oldest_age: q.oldest_age(now),
+        };
+        Box::pin(std::future::ready(Ok(a)))
+    }
+}
+
+/// A DynamoDB table in virtual time: [`Table`] behind a lock, read against the run's clock.
+pub struct SimTable {
+    ctx: Arc<dyn Clock>,
+    table: Mutex<Table>,
+}
+
+impl SimTable {
+    /// An empty table on `clock` with this capacity.
+    pub fn new(clock: Arc<dyn Clock>, capacity: Capacity) -> Self {
+        Self {
+            ctx: clock,
+            table: Mutex::new(Table::new(capacity)),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().expect("no task panicked holding the table")
+    }
+
+    /// The pure model, for tests and figures.
+    pub fn with<R>(&self, f: impl FnOnce(&Table) -> R) -> R {
+        f(&self.lock())
+    }
+
+    fn now(&self) -> Duration {
+        self.ctx.now()
+    }
+}
+
+fn ready<'a, T: Send + 'a>(r: Result<T, DynamoError>) -> Call<'a, T> {
+    Box::pin(std::future::ready(r.map_err(ServiceError::from)))
+}
+
+impl KeyValueTable for SimTable {
+    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Value>> {
+        ready(self.lock().get(self.now(), key))
+    }
+
+    fn put<'a>(&'a self, key: &'a str, item: Value, condition: Condition) -> Call<'a, ()> {
+        let now = self.now();
+        let mut t = self.lock();
+        let r = match condition {
+            Condition::Always => t.put(now, key, item),
+            Condition::Absent => t.put_if_absent(now, key, item),
+            Condition::AbsentOrBelow { attr, value } => {
+                t.put_unless(now, key, item, |old| old[attr].as_i64().is_some_and(|v| v >= value))
+            }
+        };
+        ready(r)
+    }
+
+    fn add<'a>(&'a self, key: &'a str, attr: &'a str, n: i64) -> Call<'a, i64> {
+        ready(self.lock().add(self.now(), key, attr, n))
+    }
+
+    fn set<'a>(&'a self, key: &'a str, attr: &'a str, value: Value) -> Call<'a, ()> {
+        ready(self.lock().set(self.now(), key, attr, value))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()> {
+        ready(self.lock().delete(self.now(), key))
+    }
+
+    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>> {
+        ready(self.lock().query(self.now(), prefix))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use sim::rng::RunRng;
+
+    /// Tokio's paused clock, from the test's start.
+    struct Paused(tokio::time::Instant);
+
+    impl Clock for Paused {
+        fn now(&self) -> Duration {
+            tokio::time::Instant::now() - self.0
+        }
+        fn sleep(&self, d: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(tokio::time::sleep(d))
+        }
+    }
+
+    fn clock() -> Arc<dyn Clock> {
+        Arc::new(Paused(tokio::time::Instant::now()))
+    }
+
+    fn queue(clock: &Arc<dyn Clock>, config: QueueConfig, dlq: Option<Arc<SimQueue<u32>>>) -> Arc<SimQueue<u32>> {
+        Arc::new(SimQueue::new(clock.clone(), RunRng::new(7), config, dlq))
+    }
+
+    // Long polling (SQS Developer Guide, "Amazon SQS short and long polling"): with
+    // WaitTimeSeconds, ReceiveMessage returns as soon as a message is available, or empty when
+    // the wait ends; the wait is at most 20 s.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_returns_as_soon_as_a_message_is_sent() {
+        let c = clock();
+        let q = queue(&c, QueueConfig::default(), None);
+        let sender = q.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            sender.send(42, None).await.expect("sent");
+        });
+        let got = q.receive(10, Duration::from_secs(20)).await.expect("received");
+        // It returned at the send (5 s), not at the wait's end (20 s).
+        assert_eq!(got.iter().map(|r| r.body).collect::<Vec<_>>(), vec![42]);
+        assert_eq!(c.now(), Duration::from_secs(5));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_on_an_empty_queue_returns_empty_when_its_wait_ends_and_never_past_twenty_seconds() {
+        let c = clock();
+        let q = queue(&c, QueueConfig::default(), None);
+        assert!(
+            q.receive(10, Duration::from_secs(7))
+                .await
+                .expect("answered")
+                .is_empty()
+        );
+        assert_eq!(c.now(), Duration::from_secs(7));
+        // Asked for a minute, it waits the longest SQS allows.
+        assert!(
+            q.receive(10, Duration::from_secs(60))
+                .await
+                .expect("answered")
+                .is_empty()
+        );
+        assert_eq!(c.now(), Duration::from_secs(27));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_long_poll_returns_when_a_hidden_message_becomes_visible_again() {
+        // Received at 0 and not deleted, the message is hidden for the 30 s visibility timeout:
+        // a long poll from 15 s returns it at 30 s.
+        let c = clock();
+        let q = queue(&c, QueueConfig::default(), None);
+        q.send(1, None).await.expect("sent");
+        assert_eq!(q.receive(1, Duration::ZERO).await.expect("received").len(), 1);
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        let again = q.receive(1, Duration::from_secs(20)).await.expect("received");
+        assert_eq!(again[0].receive_count, 2);
+        assert_eq!(c.now(), Duration::from_secs(30));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_message_past_max_receive_count_is_received_from_the_dead_letter_queue() {
+        // Redrive policy maxReceiveCount = 2 (SQS Developer Guide, "Using dead-letter queues"):
+        // the third receive moves the message to the DLQ instead of delivering it, and a
+        // consumer of the DLQ gets it there, with the same body and a fresh receive count.
+        let c = clock();
+        let dlq = queue(&c, QueueConfig::default(), None);
+        let config = QueueConfig {
+            max_receive_count: Some(2),
+            visibility_timeout: Duration::from_secs(1),
+            ..QueueConfig::default()
+        };
+        let q = queue(&c, config, Some(dlq.clone()));
+        q.send(9, None).await.expect("sent");
+        for n in 1..=2 {
+            let r = q.receive(1, Duration::from_secs(20)).await.expect("received");
+            assert_eq!(r[0].receive_count, n);
+        }
+        assert!(q.receive(1, Duration::from_secs(5)).await.expect("answered").is_empty());
+        let dead = dlq.receive(10, Duration::ZERO).await.expect("received");
+        assert_eq!((dead[0].body, dead[0].receive_count), (9, 1));
+        assert_eq!(q.attributes().await.expect("attributes").messages, 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conditional_put_on_an_expired_claim_takes_it_over() {
+        // `attribute_not_exists(pk) OR #until < :now`: a claim until 10 blocks at 5, not at 11.
+        let t = SimTable::new(clock(), Capacity::OnDemand);
+        let claim = |now| Condition::AbsentOrBelow {
+            attr: "until",
+            value: now,
+        };
+        t.put("claim#1", json!({"until": 10}), claim(0))
+            .await
+            .expect("absent: taken");
+        assert_eq!(
+            t.put("claim#1", json!({"until": 15}), claim(5)).await,
+            Err(ServiceError::ConditionFailed)
+        );
+        t.put("claim#1", json!({"until": 21}), claim(11))
+            .await
+            .expect("expired: taken over");
+        assert_eq!(t.get("claim#1").await, Ok(Some(json!({"until": 21}))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_query_returns_one_partition_in_key_order() {
+        let t = SimTable::new(clock(), Capacity::OnDemand);
+        for k in ["result#2#1", "result#1#0", "result#10#0", "result#1#3"] {
+            t.put(k, json!({}), Condition::Always).await.expect("put");
+        }
+        let keys: Vec<String> = t
+            .query("result#1#")
+            .await
+            .expect("query")
+            .into_iter()
+            .map(|(k, _)| k)
+            .collect();
+        // `result#10#…` shares the text prefix `result#1` but not the partition `result#1#`.
+        assert_eq!(keys, vec!["result#1#0", "result#1#3"]);
+    }
+}
