@@ -547,7 +547,15 @@ impl State {
     }
 
     pub(crate) fn unfinished(&self) -> u64 {
-        self.files.iter().filter(|f| !f.status.is_final()).count() as u64
+        // From the counts `finish` and `redrive` keep (walking the files made every file's end
+        // cost the whole workload: 3% of a 20,000-file run).
+        let c = &self.counts;
+        let ended = c.completed + c.failed + c.cancelled + c.rejected;
+        debug_assert_eq!(
+            self.files.len() as u64 - ended,
+            self.files.iter().filter(|f| !f.status.is_final()).count() as u64
+        );
+        self.files.len() as u64 - ended
     }
 
     /// The status of a file.

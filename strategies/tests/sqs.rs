@@ -265,7 +265,11 @@ batch_size = {batch_size}
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 48, ..ProptestConfig::default() })]
+        // 48 cases in CI (well under a second); PROPTEST_CASES=N for a deeper run.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(48),
+            ..ProptestConfig::default()
+        })]
 
         /// Over random workloads and random schedules of duplicates, 429s (a tight TPM), hung
         /// calls, a consumer crash and a cancel, the choreography's promises hold:

@@ -286,8 +286,14 @@ impl SimTable {
         f(&self.lock())
     }
 
-    fn now(&self) -> Duration {
-        self.ctx.now()
+    /// The time, read only where capacity is provisioned: an on-demand table never throttles,
+    /// and reading the clock was a tenth of a choreography's time.
+    fn now(&self, t: &Table) -> Duration {
+        if t.provisioned() {
+            self.ctx.now()
+        } else {
+            Duration::ZERO
+        }
     }
 }
 
@@ -297,12 +303,14 @@ fn ready<'a, T: Send + 'a>(r: Result<T, DynamoError>) -> Call<'a, T> {
 
 impl KeyValueTable for SimTable {
     fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Value>> {
-        ready(self.lock().get(self.now(), key))
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.get(now, key))
     }
 
     fn put<'a>(&'a self, key: &'a str, item: Value, condition: Condition) -> Call<'a, ()> {
-        let now = self.now();
         let mut t = self.lock();
+        let now = self.now(&t);
         let r = match condition {
             Condition::Always => t.put(now, key, item),
             Condition::Absent => t.put_if_absent(now, key, item),
@@ -314,19 +322,27 @@ impl KeyValueTable for SimTable {
     }
 
     fn add<'a>(&'a self, key: &'a str, attr: &'a str, n: i64) -> Call<'a, i64> {
-        ready(self.lock().add(self.now(), key, attr, n))
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.add(now, key, attr, n))
     }
 
     fn set<'a>(&'a self, key: &'a str, attr: &'a str, value: Value) -> Call<'a, ()> {
-        ready(self.lock().set(self.now(), key, attr, value))
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.set(now, key, attr, value))
     }
 
     fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()> {
-        ready(self.lock().delete(self.now(), key))
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.delete(now, key))
     }
 
     fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>> {
-        ready(self.lock().query(self.now(), prefix))
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.query(now, prefix))
     }
 }
 

@@ -12,7 +12,6 @@
 //!   it a request fails with `ProvisionedThroughputExceededException` ("Read/write capacity
 //!   mode").
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -45,13 +44,103 @@ pub enum DynamoError {
     },
 }
 
+/// A table's items by partition: the key up to and including its last `#` (`result#7#`), then
+/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Point operations hash the
+/// partition and the rest (one sorted map of every key made each operation compare long common
+/// prefixes along a deep tree); a query sorts what it reads, so no hash order reaches output.
+#[derive(Debug, Default)]
+struct Items {
+    partitions: std::collections::HashMap<String, std::collections::HashMap<String, Value>>,
+    len: usize,
+}
+
+fn split_key(key: &str) -> (&str, &str) {
+    match key.rfind('#') {
+        Some(i) => key.split_at(i + 1),
+        None => ("", key),
+    }
+}
+
+impl Items {
+    fn get(&self, key: &str) -> Option<&Value> {
+        let (p, k) = split_key(key);
+        self.partitions.get(p)?.get(k)
+    }
+
+    fn partition(&mut self, p: &str) -> &mut std::collections::HashMap<String, Value> {
+        if !self.partitions.contains_key(p) {
+            self.partitions.insert(p.to_owned(), std::collections::HashMap::new());
+        }
+        self.partitions.get_mut(p).expect("inserted above")
+    }
+
+    fn insert(&mut self, key: &str, item: Value) {
+        let (p, k) = split_key(key);
+        if self.partition(p).insert(k.to_owned(), item).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// The item at `key` as an object, created empty when absent (or not an object).
+    fn object(&mut self, key: &str) -> &mut Value {
+        let (p, k) = split_key(key);
+        let part = self.partition(p);
+        if !part.contains_key(k) {
+            part.insert(k.to_owned(), Value::Object(serde_json::Map::new()));
+            self.len += 1;
+        }
+        let item = self
+            .partitions
+            .get_mut(p)
+            .and_then(|part| part.get_mut(k))
+            .expect("inserted above");
+        if !item.is_object() {
+            *item = Value::Object(serde_json::Map::new());
+        }
+        item
+    }
+
+    fn remove(&mut self, key: &str) {
+        let (p, k) = split_key(key);
+        if let Some(part) = self.partitions.get_mut(p)
+            && part.remove(k).is_some()
+        {
+            self.len -= 1;
+            if part.is_empty() {
+                self.partitions.remove(p);
+            }
+        }
+    }
+
+    /// Every item whose key starts with `prefix`, in key order.
+    fn query(&self, prefix: &str) -> Vec<(String, Value)> {
+        let mut names: Vec<&String> = self
+            .partitions
+            .keys()
+            .filter(|p| p.starts_with(prefix) || prefix.starts_with(p.as_str()))
+            .collect();
+        names.sort();
+        let mut out = Vec::new();
+        for p in names {
+            for (k, v) in &self.partitions[p] {
+                let key = format!("{p}{k}");
+                if key.starts_with(prefix) {
+                    out.push((key, v.clone()));
+                }
+            }
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
+    }
+}
+
 /// Seconds of unused capacity DynamoDB keeps for bursts.
 const BURST_SECONDS: u64 = 300;
 
 /// One table keyed by a string.
 #[derive(Debug)]
 pub struct Table {
-    items: BTreeMap<String, Value>,
+    items: Items,
     reads: Option<Quota>,
     writes: Option<Quota>,
     /// Read request units used.
@@ -73,7 +162,7 @@ impl Table {
             ),
         };
         Self {
-            items: BTreeMap::new(),
+            items: Items::default(),
             reads,
             writes,
             read_units: 0,
@@ -100,6 +189,11 @@ impl Table {
         Ok(())
     }
 
+    /// Whether capacity is provisioned (requests need the time, for throttling).
+    pub fn provisioned(&self) -> bool {
+        self.reads.is_some() || self.writes.is_some()
+    }
+
     /// `GetItem`.
     pub fn get(&mut self, now: Duration, key: &str) -> Result<Option<Value>, DynamoError> {
         Self::take(&mut self.reads, &mut self.throttled, now)?;
@@ -110,7 +204,7 @@ impl Table {
     /// `PutItem`, unconditional.
     pub fn put(&mut self, now: Duration, key: &str, item: Value) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        self.items.insert(key.to_owned(), item);
+        self.items.insert(key, item);
         Ok(())
     }
 
@@ -118,10 +212,10 @@ impl Table {
     /// consumes a write unit (DynamoDB bills it).
     pub fn put_if_absent(&mut self, now: Duration, key: &str, item: Value) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        if self.items.contains_key(key) {
+        if self.items.get(key).is_some() {
             return Err(DynamoError::ConditionalCheckFailed);
         }
-        self.items.insert(key.to_owned(), item);
+        self.items.insert(key, item);
         Ok(())
     }
 
@@ -138,21 +232,14 @@ impl Table {
         if self.items.get(key).is_some_and(blocks) {
             return Err(DynamoError::ConditionalCheckFailed);
         }
-        self.items.insert(key.to_owned(), item);
+        self.items.insert(key, item);
         Ok(())
     }
 
     /// `UpdateItem … SET attr = value`, creating the item when absent.
     pub fn set(&mut self, now: Duration, key: &str, attr: &str, value: Value) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        let item = self
-            .items
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if !item.is_object() {
-            *item = Value::Object(serde_json::Map::new());
-        }
-        item[attr] = value;
+        self.items.object(key)[attr] = value;
         Ok(())
     }
 
@@ -161,12 +248,7 @@ impl Table {
     /// 100 bytes, so one unit per 40 items, at least one.
     pub fn query(&mut self, now: Duration, prefix: &str) -> Result<Vec<(String, Value)>, DynamoError> {
         Self::take(&mut self.reads, &mut self.throttled, now)?;
-        let out: Vec<(String, Value)> = self
-            .items
-            .range(prefix.to_owned()..)
-            .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let out = self.items.query(prefix);
         self.read_units += (out.len() as u64).div_ceil(40).max(1);
         Ok(out)
     }
@@ -174,14 +256,7 @@ impl Table {
     /// `UpdateItem … ADD attr n`, returning the new value.
     pub fn add(&mut self, now: Duration, key: &str, attr: &str, n: i64) -> Result<i64, DynamoError> {
         self.write_unit(now)?;
-        let item = self
-            .items
-            .entry(key.to_owned())
-            .or_insert_with(|| Value::Object(serde_json::Map::new()));
-        if !item.is_object() {
-            *item = Value::Object(serde_json::Map::new());
-        }
-        let slot = &mut item[attr];
+        let slot = &mut self.items.object(key)[attr];
         let new = slot.as_i64().unwrap_or(0) + n;
         *slot = Value::from(new);
         Ok(new)
@@ -196,12 +271,12 @@ impl Table {
 
     /// Items in the table.
     pub fn len(&self) -> usize {
-        self.items.len()
+        self.items.len
     }
 
     /// Whether the table is empty.
     pub fn is_empty(&self) -> bool {
-        self.items.is_empty()
+        self.items.len == 0
     }
 }
 

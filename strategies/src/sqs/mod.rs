@@ -176,6 +176,26 @@ struct Services {
     /// Instrumentation, not part of the design: what the figures need to tell a duplicate
     /// from a retry, and what a crash stranded.
     watch: Mutex<Watch>,
+    /// The figures and units so far (they outlive a crash, as the run's own do).
+    tally: Mutex<Tally>,
+}
+
+/// The strategy's figures and billed units, kept here and handed to the run at its end (a
+/// lock of the run's state and a map lookup by name for every message cost a fifth of the
+/// run's time).
+struct Tally {
+    figures: [f64; FIGURES.len()],
+    units: BTreeMap<Unit, f64>,
+}
+
+impl Tally {
+    fn slot(&mut self, name: &str) -> &mut f64 {
+        let i = FIGURES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .expect("every figure the strategy counts is listed in FIGURES");
+        &mut self.figures[i]
+    }
 }
 
 #[derive(Default)]
@@ -202,6 +222,8 @@ struct Shared {
     /// Woken when a batch ends or every file has ended.
     wake: Notify,
     running: AtomicU32,
+    /// The run-time second (plus one) the gauges were last sampled in.
+    sampled: std::sync::atomic::AtomicU64,
     /// Every file has reached a final state.
     all_final: AtomicBool,
 }
@@ -218,20 +240,43 @@ impl Shared {
             .expect("no task panicked holding the answers")
     }
 
+    fn tally(&self) -> MutexGuard<'_, Tally> {
+        self.services.tally.lock().expect("no task panicked holding the tally")
+    }
+
     fn metric(&self, name: &str) {
-        self.ctx.add_metric(name, 1.0);
+        self.add(name, 1.0);
+    }
+
+    fn add(&self, name: &str, v: f64) {
+        *self.tally().slot(name) += v;
+    }
+
+    fn bill(&self, unit: Unit, n: f64) {
+        *self.tally().units.entry(unit).or_default() += n;
     }
 
     fn bill_sqs(&self) {
-        self.ctx.bill(Unit::SqsRequest, 1.0);
+        self.bill(Unit::SqsRequest, 1.0);
     }
 
     fn bill_read(&self) {
-        self.ctx.bill(Unit::DynamoRead, 1.0);
+        self.bill(Unit::DynamoRead, 1.0);
     }
 
     fn bill_write(&self) {
-        self.ctx.bill(Unit::DynamoWrite, 1.0);
+        self.bill(Unit::DynamoWrite, 1.0);
+    }
+
+    /// Hands the figures and the units billed since the last flush to the run.
+    fn flush(&self) {
+        let mut t = self.tally();
+        for ((name, _), v) in FIGURES.iter().zip(t.figures) {
+            self.ctx.set_metric(name, v);
+        }
+        for (unit, n) in std::mem::take(&mut t.units) {
+            self.ctx.bill(unit, n);
+        }
     }
 
     fn ended(&self) -> bool {
@@ -270,6 +315,10 @@ fn services(ctx: &RunContext, config: &SqsConfig) -> Arc<Services> {
         scaler: Mutex::new(Scaler::new(EsmConfig::default())),
         answers: Mutex::new(BTreeMap::new()),
         watch: Mutex::new(Watch::default()),
+        tally: Mutex::new(Tally {
+            figures: [0.0; FIGURES.len()],
+            units: BTreeMap::new(),
+        }),
     })
 }
 
@@ -283,18 +332,18 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         let restarted = slot.is_some();
         (slot.get_or_insert_with(|| services(&ctx, &config)).clone(), restarted)
     };
-    if !restarted {
-        // Every figure shows, zero included: "no duplicate" is a finding too.
-        for (name, _) in FIGURES {
-            ctx.add_metric(name, 0.0);
-        }
-    } else {
+    if restarted {
         // The validators were killed: what they held waits out its visibility timeout.
         let crashed = ctx.last_crash().unwrap_or_else(|| ctx.now());
         let mut w = services.watch.lock().expect("no task panicked holding the watch");
         let held = std::mem::take(&mut w.in_hand);
         w.calling.clear();
-        ctx.add_metric("crash_stranded_messages", held.values().map(|n| f64::from(*n)).sum());
+        let stranded: f64 = held.values().map(|n| f64::from(*n)).sum();
+        *services
+            .tally
+            .lock()
+            .expect("no task panicked holding the tally")
+            .slot("crash_stranded_messages") += stranded;
         for k in held.into_keys() {
             w.stranded.insert(k, crashed);
         }
@@ -305,6 +354,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         services,
         wake: Notify::new(),
         running: AtomicU32::new(0),
+        sampled: std::sync::atomic::AtomicU64::new(0),
         all_final: AtomicBool::new(false),
     });
     ctx.spawn(split(shared.clone()));
@@ -319,8 +369,10 @@ async fn run(ctx: RunContext, config: SqsConfig) {
     }
     poll(&shared).await;
     if let Ok(a) = shared.services.dead_letter.attributes().await {
-        ctx.set_metric("dlq_messages_at_end", a.messages as f64);
+        *shared.tally().slot("dlq_messages_at_end") = a.messages as f64;
     }
+    // Every figure shows, zero included: "no duplicate" is a finding too.
+    shared.flush();
 }
 
 /// The splitter: a message per chunk of each admitted file. A file met again after a restart
@@ -403,13 +455,19 @@ async fn poll(shared: &Arc<Shared>) {
         }
         let now = ctx.now();
         let attrs = s.queue.attributes().await.unwrap_or_default();
-        let dlq = s.dead_letter.attributes().await.unwrap_or_default();
-        ctx.gauge("queue_depth", attrs.messages as f64);
-        ctx.gauge("dlq_depth", dlq.messages as f64);
-        ctx.gauge(
-            "oldest_message_s",
-            attrs.oldest_age.map_or(0.0, |a| a.as_secs_f64().floor()),
-        );
+        // The gauges are sampled once a second of run time (CloudWatch's finest period), at
+        // the mapping's first look in that second.
+        let second = now.as_secs() + 1;
+        if shared.sampled.swap(second, Ordering::Relaxed) != second {
+            let dlq = s.dead_letter.attributes().await.unwrap_or_default();
+            ctx.gauge("queue_depth", attrs.messages as f64);
+            ctx.gauge("dlq_depth", dlq.messages as f64);
+            ctx.gauge(
+                "oldest_message_s",
+                attrs.oldest_age.map_or(0.0, |a| a.as_secs_f64().floor()),
+            );
+            ctx.gauge("batches_running", f64::from(running));
+        }
         let max = ctx.params().get().max_parallelism.get().clamp(2, 1_000);
         let concurrency = {
             let mut sc = s.scaler.lock().expect("no task panicked holding the scaler");
@@ -440,8 +498,7 @@ async fn poll(shared: &Arc<Shared>) {
             _ => continue,
         };
         delivered(shared, &batch);
-        let n = shared.running.fetch_add(1, Ordering::Relaxed) + 1;
-        ctx.gauge("batches_running", f64::from(n));
+        shared.running.fetch_add(1, Ordering::Relaxed);
         ctx.spawn(invoke(shared.clone(), batch));
     }
 }
@@ -476,7 +533,7 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
         }
     }
     if lost > 0.0 {
-        shared.ctx.add_metric("crash_time_lost_s", lost);
+        shared.add("crash_time_lost_s", lost);
     }
 }
 
@@ -525,8 +582,8 @@ async fn invoke(shared: Arc<Shared>, batch: Vec<Received<Msg>>) {
                 .lock()
                 .expect("no task panicked holding Lambda")
                 .end("validator", end, end - now);
-            ctx.bill(Unit::LambdaRequest, 1.0);
-            ctx.bill(Unit::LambdaGbSecond, gb_s);
+            shared.bill(Unit::LambdaRequest, 1.0);
+            shared.bill(Unit::LambdaGbSecond, gb_s);
         }
     }
     shared.running.fetch_sub(1, Ordering::Relaxed);
@@ -554,23 +611,31 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let rkey = format!("result#{key}");
     let ckey = format!("claim#{key}");
     // The file's item (its cancel flag) and the chunk's result, read before any call.
-    let cancelled = s
-        .table
-        .get(&fkey)
-        .await
-        .ok()
-        .flatten()
-        .is_some_and(|v| v["cancelled"] == json!(true));
+    let item = s.table.get(&fkey).await.ok().flatten();
     shared.bill_read();
-    if cancelled {
+    if item.as_ref().is_some_and(complete) {
+        // A leftover delivery of a chunk of a validated file (its result items are gone).
+        shared.metric("duplicates_suppressed");
+        let _ = s.queue.delete(handle).await;
+        shared.bill_sqs();
+        return;
+    }
+    if item.is_some_and(|v| v["cancelled"] == json!(true)) {
         shared.metric("cancelled_before_call");
         ctx.chunk_done(file, chunk, ChunkOutcome::Cancelled);
         let _ = s.queue.delete(handle).await;
         shared.bill_sqs();
         return;
     }
-    let stored = s.table.get(&rkey).await.ok().flatten();
-    shared.bill_read();
+    // With claims, the chunk's terminal state is read first; without dedupe nothing is
+    // checked before the call (that is what `none` means: a redelivery costs a call, and only
+    // the conditional write keeps the result single).
+    let stored = if shared.config.dedupe == Dedupe::Claim {
+        shared.bill_read();
+        s.table.get(&rkey).await.ok().flatten()
+    } else {
+        None
+    };
     if let Some(item) = stored {
         // The chunk has its terminal state: report it again (the engine counts a duplicate,
         // or stores it if a crash lost its copy), and spend no call.
@@ -643,24 +708,35 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     release(&mut shared.watch().calling, k);
     match result {
         Ok(response) => {
-            let verdict = format!("{:?}", response.verdict);
-            let first = s.table.put(&rkey, json!({"verdict": verdict}), Condition::Absent).await;
+            let verdict = json!([response.verdict.valid, response.verdict.issues]);
+            // The file may have completed during the call (its result items then are gone):
+            // the write is conditional on it not being complete too. In DynamoDB that is a
+            // TransactWriteItems with a ConditionCheck on `file#F`; here the read and the put
+            // happen at one instant.
+            let whole = s.table.get(&fkey).await.ok().flatten();
+            shared.bill_read();
+            let first = if whole.as_ref().is_some_and(complete) {
+                Err(ServiceError::ConditionFailed)
+            } else {
+                s.table.put(&rkey, json!({"verdict": verdict}), Condition::Absent).await
+            };
             shared.bill_write();
             if first.is_ok() {
                 shared.answers().insert(k, response);
                 shared.metric("results_written");
                 let done = s.table.add(&fkey, "done", 1).await;
                 shared.bill_write();
+                ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
                 if done.ok() == Some(i64::from(ctx.workload().file(file).chunks)) {
                     shared.metric("files_validated_events");
+                    file_validated(shared, file).await;
                 }
-                ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
             } else {
                 // Stored already, by another delivery (reported then) or as failed by the
                 // dead-letter watcher: this answer is not kept, its tokens are what the
                 // duplicate cost.
                 shared.metric("duplicates_suppressed");
-                ctx.add_metric("duplicate_llm_tokens", response.usage.total() as f64);
+                shared.add("duplicate_llm_tokens", response.usage.total() as f64);
             }
             let _ = s.queue.delete(handle).await;
             shared.bill_sqs();
@@ -686,6 +762,31 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     }
 }
 
+/// Whether a `file#F` item says every chunk is validated.
+fn complete(item: &serde_json::Value) -> bool {
+    matches!((item["done"].as_i64(), item["chunks"].as_i64()), (Some(d), Some(c)) if d >= c)
+}
+
+/// The file-validated event: the file's results are complete (the engine has them all), so its
+/// per-chunk items are deleted (a write unit each, billed) and its answers let go. The table
+/// and the answers then hold only files in progress: memory stays flat however long the run.
+/// A late duplicate of one of its chunks finds the file complete in `file#F` and is dropped.
+async fn file_validated(shared: &Shared, file: FileId) {
+    let s = &shared.services;
+    let prefix = format!("result#{}#", file.0);
+    let items = s.table.query(&prefix).await.unwrap_or_default();
+    shared.bill_read();
+    for (key, _) in items {
+        let _ = s.table.delete(&key).await;
+        shared.bill_write();
+    }
+    let mut answers = shared.answers();
+    let chunks: Vec<Key> = answers.range((file, 0)..=(file, u32::MAX)).map(|(k, _)| *k).collect();
+    for k in chunks {
+        answers.remove(&k);
+    }
+}
+
 /// The dead-letter queue's watcher (an alarm's operator, or a Lambda on the DLQ): a message
 /// with redrives left is moved back to the chunk queue after `dlq_redrive_after`; any other
 /// fails its chunk and stays in the DLQ.
@@ -699,6 +800,14 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
             let handle = Handle::from(&r);
             let Msg { file, chunk } = r.body;
             let key = format!("{}#{}", file.0, chunk);
+            let whole = s.table.get(&format!("file#{}", file.0)).await.ok().flatten();
+            shared.bill_read();
+            if whole.as_ref().is_some_and(complete) {
+                // A leftover of a chunk of a validated file.
+                let _ = s.dead_letter.delete(handle).await;
+                shared.bill_sqs();
+                continue;
+            }
             let stored = s.table.get(&format!("result#{key}")).await.ok().flatten();
             shared.bill_read();
             match stored {
