@@ -14,6 +14,7 @@
 
 use std::time::Duration;
 
+use indexmap::IndexMap;
 use serde_json::Value;
 use simkit::quota::Quota;
 
@@ -47,10 +48,10 @@ pub enum DynamoError {
 /// A table's items by partition: the key up to and including its last `#` (`result#7#`), then
 /// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Point operations hash the
 /// partition and the rest (one sorted map of every key made each operation compare long common
-/// prefixes along a deep tree); a query sorts what it reads, so no hash order reaches output.
+/// prefixes along a deep tree); a query sorts what it reads, so no insertion order reaches output either.
 #[derive(Debug, Default)]
 struct Items {
-    partitions: std::collections::HashMap<String, std::collections::HashMap<String, Value>>,
+    partitions: IndexMap<String, IndexMap<String, Value>>,
     len: usize,
 }
 
@@ -67,9 +68,9 @@ impl Items {
         self.partitions.get(p)?.get(k)
     }
 
-    fn partition(&mut self, p: &str) -> &mut std::collections::HashMap<String, Value> {
+    fn partition(&mut self, p: &str) -> &mut IndexMap<String, Value> {
         if !self.partitions.contains_key(p) {
-            self.partitions.insert(p.to_owned(), std::collections::HashMap::new());
+            self.partitions.insert(p.to_owned(), IndexMap::new());
         }
         self.partitions.get_mut(p).expect("inserted above")
     }
@@ -103,11 +104,11 @@ impl Items {
     fn remove(&mut self, key: &str) {
         let (p, k) = split_key(key);
         if let Some(part) = self.partitions.get_mut(p)
-            && part.remove(k).is_some()
+            && part.swap_remove(k).is_some()
         {
             self.len -= 1;
             if part.is_empty() {
-                self.partitions.remove(p);
+                self.partitions.swap_remove(p);
             }
         }
     }
