@@ -189,13 +189,36 @@ struct Tally {
 }
 
 impl Tally {
-    fn slot(&mut self, name: &str) -> &mut f64 {
-        let i = FIGURES
-            .iter()
-            .position(|(n, _)| *n == name)
-            .expect("every figure the strategy counts is listed in FIGURES");
-        &mut self.figures[i]
+    fn slot(&mut self, figure: usize) -> &mut f64 {
+        &mut self.figures[figure]
     }
+}
+
+/// The position of figure `name` in [`FIGURES`], found at compile time (see [`fig!`]).
+const fn figure(name: &str) -> usize {
+    let mut i = 0;
+    while i < FIGURES.len() {
+        let n = FIGURES[i].0.as_bytes();
+        let m = name.as_bytes();
+        if n.len() == m.len() {
+            let mut j = 0;
+            while j < n.len() && n[j] == m[j] {
+                j += 1;
+            }
+            if j == n.len() {
+                return i;
+            }
+        }
+        i += 1;
+    }
+    panic!("every figure the strategy counts is listed in FIGURES")
+}
+
+/// A figure's index, checked at compile time: `fig!("deliveries")`.
+macro_rules! fig {
+    ($name:literal) => {
+        const { figure($name) }
+    };
 }
 
 #[derive(Default)]
@@ -244,12 +267,12 @@ impl Shared {
         self.services.tally.lock().expect("no task panicked holding the tally")
     }
 
-    fn metric(&self, name: &str) {
-        self.add(name, 1.0);
+    fn metric(&self, figure: usize) {
+        self.add(figure, 1.0);
     }
 
-    fn add(&self, name: &str, v: f64) {
-        *self.tally().slot(name) += v;
+    fn add(&self, figure: usize, v: f64) {
+        *self.tally().slot(figure) += v;
     }
 
     fn bill(&self, unit: Unit, n: f64) {
@@ -343,7 +366,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
             .tally
             .lock()
             .expect("no task panicked holding the tally")
-            .slot("crash_stranded_messages") += stranded;
+            .slot(fig!("crash_stranded_messages")) += stranded;
         for k in held.into_keys() {
             w.stranded.insert(k, crashed);
         }
@@ -369,7 +392,7 @@ async fn run(ctx: RunContext, config: SqsConfig) {
     }
     poll(&shared).await;
     if let Ok(a) = shared.services.dead_letter.attributes().await {
-        *shared.tally().slot("dlq_messages_at_end") = a.messages as f64;
+        *shared.tally().slot(fig!("dlq_messages_at_end")) = a.messages as f64;
     }
     // Every figure shows, zero included: "no duplicate" is a finding too.
     shared.flush();
@@ -518,13 +541,13 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
         let mut w = shared.watch();
         for (r, answered) in batch.iter().zip(answered) {
             let k = (r.body.file, r.body.chunk);
-            shared.metric("deliveries");
+            shared.metric(fig!("deliveries"));
             if r.receive_count > 1 {
-                shared.metric("redeliveries");
+                shared.metric(fig!("redeliveries"));
             }
             let held = w.in_hand.entry(k).or_default();
             if *held > 0 || answered {
-                shared.metric("duplicate_deliveries");
+                shared.metric(fig!("duplicate_deliveries"));
             }
             *held += 1;
             if let Some(crashed) = w.stranded.remove(&k) {
@@ -533,7 +556,7 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
         }
     }
     if lost > 0.0 {
-        shared.add("crash_time_lost_s", lost);
+        shared.add(fig!("crash_time_lost_s"), lost);
     }
 }
 
@@ -551,7 +574,7 @@ async fn invoke(shared: Arc<Shared>, batch: Vec<Received<Msg>>) {
         Err(_) => {
             // The mapping could not invoke: the batch stays hidden until its visibility runs
             // out, and the mapping backs off.
-            shared.metric("lambda_throttles");
+            shared.metric(fig!("lambda_throttles"));
             shared
                 .services
                 .scaler
@@ -564,9 +587,9 @@ async fn invoke(shared: Arc<Shared>, batch: Vec<Received<Msg>>) {
             }
         }
         Ok(st) => {
-            shared.metric("lambda_invocations");
+            shared.metric(fig!("lambda_invocations"));
             if st.cold {
-                shared.metric("lambda_cold_starts");
+                shared.metric(fig!("lambda_cold_starts"));
                 ctx.sleep(shared.config.lambda.cold_start.0).await;
             }
             ctx.sleep(shared.config.lambda.handler.0).await;
@@ -615,13 +638,13 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     shared.bill_read();
     if item.as_ref().is_some_and(complete) {
         // A leftover delivery of a chunk of a validated file (its result items are gone).
-        shared.metric("duplicates_suppressed");
+        shared.metric(fig!("duplicates_suppressed"));
         let _ = s.queue.delete(handle).await;
         shared.bill_sqs();
         return;
     }
     if item.is_some_and(|v| v["cancelled"] == json!(true)) {
-        shared.metric("cancelled_before_call");
+        shared.metric(fig!("cancelled_before_call"));
         ctx.chunk_done(file, chunk, ChunkOutcome::Cancelled);
         let _ = s.queue.delete(handle).await;
         shared.bill_sqs();
@@ -639,7 +662,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     if let Some(item) = stored {
         // The chunk has its terminal state: report it again (the engine counts a duplicate,
         // or stores it if a crash lost its copy), and spend no call.
-        shared.metric("duplicates_suppressed");
+        shared.metric(fig!("duplicates_suppressed"));
         if item.get("failed").is_some() {
             ctx.chunk_done(file, chunk, ChunkOutcome::Failed);
         } else {
@@ -681,7 +704,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         if let Some(t) = held_until {
             // Another delivery is working on it: hide this one until the claim runs out (by
             // then the result is stored, or the claim may be taken over).
-            shared.metric("duplicates_suppressed");
+            shared.metric(fig!("duplicates_suppressed"));
             let wait = Duration::from_millis((t - now_ms).max(1) as u64);
             let _ = s.queue.change_visibility(handle, wait).await;
             shared.bill_sqs();
@@ -697,12 +720,12 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         *calling += 1;
         if w.flagged.contains(&file) {
             drop(w);
-            shared.metric("calls_after_cancel_flag");
+            shared.metric(fig!("calls_after_cancel_flag"));
         }
         dup
     };
     if duplicate {
-        shared.metric("duplicate_llm_calls");
+        shared.metric(fig!("duplicate_llm_calls"));
     }
     let result = ctx.call(ctx.request(file, chunk, r.receive_count - 1)).await;
     release(&mut shared.watch().calling, k);
@@ -723,20 +746,20 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             shared.bill_write();
             if first.is_ok() {
                 shared.answers().insert(k, response);
-                shared.metric("results_written");
+                shared.metric(fig!("results_written"));
                 let done = s.table.add(&fkey, "done", 1).await;
                 shared.bill_write();
                 ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
                 if done.ok() == Some(i64::from(ctx.workload().file(file).chunks)) {
-                    shared.metric("files_validated_events");
+                    shared.metric(fig!("files_validated_events"));
                     file_validated(shared, file).await;
                 }
             } else {
                 // Stored already, by another delivery (reported then) or as failed by the
                 // dead-letter watcher: this answer is not kept, its tokens are what the
                 // duplicate cost.
-                shared.metric("duplicates_suppressed");
-                shared.add("duplicate_llm_tokens", response.usage.total() as f64);
+                shared.metric(fig!("duplicates_suppressed"));
+                shared.add(fig!("duplicate_llm_tokens"), response.usage.total() as f64);
             }
             let _ = s.queue.delete(handle).await;
             shared.bill_sqs();
@@ -832,7 +855,7 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
                 let _ = s.dead_letter.delete(handle).await;
                 shared.bill_sqs();
                 shared.bill_sqs();
-                shared.metric("dlq_redriven");
+                shared.metric(fig!("dlq_redriven"));
                 continue;
             }
             // The chunk's terminal state, unless a delivery still working on it when its
@@ -851,7 +874,7 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
             // It stays in the DLQ, out of the watcher's sight.
             let _ = s.dead_letter.change_visibility(handle, MAX_VISIBILITY).await;
             shared.bill_sqs();
-            shared.metric("dead_lettered");
+            shared.metric(fig!("dead_lettered"));
             ctx.chunk_done(file, chunk, ChunkOutcome::Failed);
         }
     }
