@@ -587,6 +587,9 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
     let mut runs = Vec::with_capacity(list.len());
     for strategy in list {
         let started = Instant::now();
+        // The same progress bar as a simulated run's, when a person is watching.
+        let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
+        let progress = show_progress().then(|| progress_callback(&bar, strategy.name()));
         let mut report = rt.block_on(async {
             let mut provider = scenario.provider_config();
             provider.time_scale = live.time_scale;
@@ -617,7 +620,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 strategy.run(ctx)
             };
             let opts = RunOptions {
-                progress: None,
+                progress,
                 time_scale: live.time_scale,
             };
             let start = tokio::time::Instant::now();
@@ -636,6 +639,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
             }
             anyhow::Ok(report?)
         })?;
+        bar.finish_and_clear();
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
         runs.push(report);
     }

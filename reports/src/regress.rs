@@ -321,17 +321,41 @@ fn num(v: f64) -> String {
     }
 }
 
-/// Parses a tolerance: `5%` or `0.05`.
+/// Parses a tolerance: `5%` or `0.05`. A bare number above 1 is refused: `5` would be a 500%
+/// tolerance, which turns the gate off, and was surely meant as `5%`.
 pub fn parse_tolerance(s: &str) -> Result<f64, String> {
     let t = s.trim();
-    let v = match t.strip_suffix('%') {
+    let percent = t.strip_suffix('%');
+    let v = match percent {
         Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
         None => t.parse::<f64>(),
     }
     .map_err(|_| format!("`{s}` is not a tolerance: write e.g. `5%` or `0.05`"))?;
-    if v.is_finite() && v >= 0.0 {
-        Ok(v)
-    } else {
-        Err(format!("`{s}` must be a tolerance of 0% or more"))
+    if !(v.is_finite() && v >= 0.0) {
+        return Err(format!("`{s}` must be a tolerance of 0% or more"));
+    }
+    if percent.is_none() && v > 1.0 {
+        return Err(format!(
+            "`{s}` as a fraction is a {:.0}% tolerance, which lets anything pass: write `{s}%` for {s} percent",
+            v * 100.0
+        ));
+    }
+    Ok(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_tolerance;
+
+    #[test]
+    fn a_bare_number_above_one_is_refused_with_the_percent_it_meant() {
+        // `--max-drop 5` once read as 500% and turned the regression gate off.
+        let err = parse_tolerance("5").expect_err("refused");
+        assert!(err.contains("`5%`"), "{err}");
+        assert_eq!(parse_tolerance("5%"), Ok(0.05));
+        assert_eq!(parse_tolerance("0.05"), Ok(0.05));
+        assert_eq!(parse_tolerance("1"), Ok(1.0));
+        assert!(parse_tolerance("150%").is_ok(), "a percent above 100 is explicit");
+        assert!(parse_tolerance("-1%").is_err());
     }
 }
