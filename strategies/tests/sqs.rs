@@ -4,18 +4,22 @@
 use sim::{RunOptions, RunReport, Scenario};
 
 fn scenario(extra: &str, provider: &str) -> Scenario {
+    scenario_of(4, r#"{ kind = "all-at-once" }"#, extra, provider)
+}
+
+fn scenario_of(files: u32, arrival: &str, extra: &str, provider: &str) -> Scenario {
     let text = format!(
         r#"
 name = "sqs-test"
 seed = 9
 [workload]
-files = 4
+files = {files}
 users = 1
 chunks_per_file = {{ dist = "fixed", value = 5 }}
 prompt_tokens = {{ dist = "fixed", value = 500 }}
 completion_tokens = {{ dist = "fixed", value = 100 }}
 max_tokens = 100
-arrival = {{ kind = "all-at-once" }}
+arrival = {arrival}
 [provider]
 latency = {{ base_ms = 1000, per_output_token_ms = 0, sigma = 0 }}
 {provider}
@@ -201,6 +205,56 @@ fn a_crash_strands_the_messages_in_hand_until_their_visibility_runs_out() {
 }
 
 #[test]
+fn a_provisioned_table_throttles_and_the_validators_retry_until_every_result_is_stored_once() {
+    // 60 files of 5 chunks make about 1,500 table writes; 1 write unit a second keeps 300 of
+    // burst, so most writes are refused at first and retried when the capacity is back. Every
+    // chunk still ends with one result, later than on demand.
+    let tight = "[strategies.sqs]\nmax_receive_count = 1000\ntable_read_capacity = 1000\ntable_write_capacity = 1\n";
+    let s = scenario_of(60, r#"{ kind = "all-at-once" }"#, tight, "");
+    let r = run(&s);
+    assert!(metric(&r, "table_throttles") > 0.0);
+    assert_eq!(r.summary.chunks_validated, 300);
+    assert_eq!(metric(&r, "results_written"), 300.0);
+    assert_eq!(r.summary.results_digest, digest(&s));
+    let free = run(&scenario_of(
+        60,
+        r#"{ kind = "all-at-once" }"#,
+        "[strategies.sqs]\n",
+        "",
+    ));
+    assert_eq!(metric(&free, "table_throttles"), 0.0);
+    assert!(
+        r.summary.makespan_s > 2.0 * free.summary.makespan_s,
+        "throttled {} s, on demand {} s",
+        r.summary.makespan_s,
+        free.summary.makespan_s
+    );
+}
+
+#[test]
+fn a_batching_window_gathers_fuller_batches_from_a_trickle() {
+    // Files arrive about two seconds apart, five chunks each. Without a window a batch goes with
+    // what one receive returns; with a 10 s window the mapping waits to fill batches of 10, so
+    // fewer invocations carry the same chunks.
+    let trickle = r#"{ kind = "poisson", per_minute = 30 }"#;
+    let now = run(&scenario_of(8, trickle, "[strategies.sqs]\n", ""));
+    let windowed = run(&scenario_of(
+        8,
+        trickle,
+        "[strategies.sqs]\nbatching_window = \"10s\"\n",
+        "",
+    ));
+    assert_eq!(now.summary.chunks_validated, 40);
+    assert_eq!(windowed.summary.chunks_validated, 40);
+    assert!(
+        metric(&windowed, "lambda_invocations") < metric(&now, "lambda_invocations"),
+        "windowed {} invocations, immediate {}",
+        metric(&windowed, "lambda_invocations"),
+        metric(&now, "lambda_invocations")
+    );
+}
+
+#[test]
 fn bad_settings_are_refused_with_their_name() {
     let s = scenario("[strategies.sqs]\nbatch_size = 11\n", "");
     let err = strategies::build("sqs", &s).err().expect("refused").to_string();
@@ -226,6 +280,7 @@ mod properties {
         hang_rate: f64,
         crash_at: Option<u64>,
         cancel: Option<(u32, u64)>,
+        write_capacity: Option<u64>,
     ) -> Scenario {
         let mut timeline = String::new();
         if let Some(at) = crash_at {
@@ -235,6 +290,9 @@ mod properties {
             timeline += &format!("[[timeline]]\nat = \"{at}s\"\ncancel = {{ file = \"file-{file}\" }}\n");
         }
         let dedupe = if claim { "claim" } else { "none" };
+        let capacity = write_capacity
+            .map(|w| format!("table_read_capacity = {w}\ntable_write_capacity = {w}\n"))
+            .unwrap_or_default();
         let text = format!(
             r#"
 name = "sqs-properties"
@@ -259,7 +317,7 @@ duplicate_rate = {duplicate_rate:?}
 dedupe = "{dedupe}"
 max_receive_count = {max_receive_count}
 batch_size = {batch_size}
-{timeline}"#
+{capacity}{timeline}"#
         );
         Scenario::parse(&text, "sqs-properties").unwrap_or_else(|e| panic!("valid: {e}\n{text}"))
     }
@@ -272,7 +330,8 @@ batch_size = {batch_size}
         })]
 
         /// Over random workloads and random schedules of duplicates, 429s (a tight TPM), hung
-        /// calls, a consumer crash and a cancel, the choreography's promises hold:
+        /// calls, a consumer crash, a cancel and a throttling table (1-3 write units a second),
+        /// the choreography's promises hold:
         /// - nothing is lost: every file ends, and without a cancel every chunk ends exactly one
         ///   way, a result written or a chunk dead-lettered (`results_written + dead_lettered`
         ///   is the chunk count: a lost chunk makes it smaller, a chunk ending twice larger);
@@ -288,10 +347,11 @@ batch_size = {batch_size}
             batch_size in 1u32..=10, hang_rate in 0.0f64..0.05,
             crash_at in proptest::option::of(5u64..200),
             cancel in proptest::option::of((0u32..10, 0u64..200)),
+            write_capacity in proptest::option::of(1u64..4),
         ) {
             let cancel = cancel.map(|(f, at)| (f % files + 1, at));
             let s = schedule(seed, files, tpm, duplicate_rate, claim, max_receive_count, batch_size,
-                hang_rate, crash_at, cancel);
+                hang_rate, crash_at, cancel, write_capacity);
             let r = run(&s);
             let m = |n: &str| metric(&r, n);
             let sum = &r.summary;

@@ -262,6 +262,70 @@ impl<T: Clone + Send + Sync + 'static> MessageQueue<T> for SimQueue<T> {
     }
 }
 
+/// A table that retries throttled requests, as the AWS SDKs do: a request refused for capacity
+/// (`ProvisionedThroughputExceededException`) is sent again when the capacity is back (the
+/// model's hint). A decorator over any [`KeyValueTable`], in the manner of a tower layer; it
+/// counts the refusals.
+pub struct Retrying<T> {
+    inner: T,
+    clock: Arc<dyn Clock>,
+    throttles: std::sync::atomic::AtomicU64,
+}
+
+impl<T: KeyValueTable> Retrying<T> {
+    /// `inner`, retried on `clock`.
+    pub fn new(inner: T, clock: Arc<dyn Clock>) -> Self {
+        Self {
+            inner,
+            clock,
+            throttles: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Requests refused for capacity so far (each retried).
+    pub fn throttles(&self) -> u64 {
+        self.throttles.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    async fn retry<'a, R>(&'a self, mut op: impl FnMut() -> Call<'a, R>) -> Result<R, ServiceError> {
+        loop {
+            match op().await {
+                Err(ServiceError::Throttled { retry_after }) => {
+                    self.throttles.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    self.clock.sleep(retry_after.max(Duration::from_millis(1))).await;
+                }
+                r => return r,
+            }
+        }
+    }
+}
+
+impl<T: KeyValueTable> KeyValueTable for Retrying<T> {
+    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Value>> {
+        Box::pin(self.retry(move || self.inner.get(key)))
+    }
+
+    fn put<'a>(&'a self, key: &'a str, item: Value, condition: Condition) -> Call<'a, ()> {
+        Box::pin(self.retry(move || self.inner.put(key, item.clone(), condition.clone())))
+    }
+
+    fn add<'a>(&'a self, key: &'a str, attr: &'a str, n: i64) -> Call<'a, i64> {
+        Box::pin(self.retry(move || self.inner.add(key, attr, n)))
+    }
+
+    fn set<'a>(&'a self, key: &'a str, attr: &'a str, value: Value) -> Call<'a, ()> {
+        Box::pin(self.retry(move || self.inner.set(key, attr, value.clone())))
+    }
+
+    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()> {
+        Box::pin(self.retry(move || self.inner.delete(key)))
+    }
+
+    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>> {
+        Box::pin(self.retry(move || self.inner.query(prefix)))
+    }
+}
+
 /// A DynamoDB table in virtual time: [`Table`] behind a lock, read against the run's clock.
 pub struct SimTable {
     ctx: Arc<dyn Clock>,

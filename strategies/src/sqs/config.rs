@@ -60,6 +60,19 @@ pub struct SqsConfig {
     /// modelled as a send with that DelaySeconds). Default `"5m"`.
     #[serde(default = "default_redrive_after")]
     pub dlq_redrive_after: Dur,
+    /// The event source mapping's MaximumBatchingWindowInSeconds: how long it keeps receiving
+    /// to fill a batch before invoking (0 to 5m). Default 0: a batch goes with what one receive
+    /// returned.
+    #[serde(default = "zero")]
+    pub batching_window: Dur,
+    /// The table's provisioned read capacity units per second; with `table_write_capacity`,
+    /// the table is provisioned (300 s of burst, then throttled: the validators' SDK retries).
+    /// Default none: on-demand, never throttled.
+    #[serde(default)]
+    pub table_read_capacity: Option<u64>,
+    /// The table's provisioned write capacity units per second (see `table_read_capacity`).
+    #[serde(default)]
+    pub table_write_capacity: Option<u64>,
     /// The Lambda account.
     #[serde(default)]
     pub lambda: LambdaConfig,
@@ -76,6 +89,9 @@ impl Default for SqsConfig {
             on_throttle: OnThrottle::default(),
             dlq_redrives: 0,
             dlq_redrive_after: default_redrive_after(),
+            batching_window: zero(),
+            table_read_capacity: None,
+            table_write_capacity: None,
             lambda: LambdaConfig::default(),
         }
     }
@@ -92,4 +108,7 @@ fn default_receives() -> u32 {
 }
 fn default_redrive_after() -> Dur {
     Dur(std::time::Duration::from_secs(300))
+}
+fn zero() -> Dur {
+    Dur(std::time::Duration::ZERO)
 }

@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 
 pub use config::{Dedupe, OnThrottle, SqsConfig};
 
-use crate::aws::api::{Condition, Handle, KeyValueTable, MessageQueue, ServiceError, SimQueue, SimTable};
+use crate::aws::api::{Condition, Handle, KeyValueTable, MessageQueue, Retrying, ServiceError, SimQueue, SimTable};
 use crate::aws::dynamo::Capacity;
 use crate::aws::esm::{EsmConfig, Scaler};
 use crate::aws::lambda::Lambda;
@@ -106,6 +106,10 @@ pub const FIGURES: &[(&str, &str)] = &[
         "crash_time_lost_s",
         "for those messages, the seconds from the crash until they were received again (summed)",
     ),
+    (
+        "table_throttles",
+        "table requests refused for provisioned capacity (each retried, as the AWS SDKs do)",
+    ),
     ("lambda_invocations", "validator invocations"),
     ("lambda_cold_starts", "invocations that began with a cold start"),
     (
@@ -131,6 +135,19 @@ impl Sqs {
         }
         if config.max_receive_count == 0 {
             return Err("max_receive_count must be at least 1".into());
+        }
+        if config.batching_window.0 > Duration::from_secs(300) {
+            return Err("batching_window must be at most 5m (MaximumBatchingWindowInSeconds 0 to 300)".into());
+        }
+        match (config.table_read_capacity, config.table_write_capacity) {
+            (None, None) => {}
+            (Some(r), Some(w)) if r >= 1 && w >= 1 => {}
+            _ => {
+                return Err(
+                    "table_read_capacity and table_write_capacity go together, each at least 1 (or neither: on-demand)"
+                        .into(),
+                );
+            }
         }
         if config.dlq_redrive_after.0 > MAX_DELAY {
             return Err("dlq_redrive_after must be at most 15m (the longest SQS delay)".into());
@@ -167,6 +184,8 @@ struct Services {
     queue: Arc<dyn MessageQueue<Msg>>,
     dead_letter: Arc<dyn MessageQueue<Msg>>,
     table: Arc<dyn KeyValueTable>,
+    /// The same table, for its throttle count.
+    retrying: Arc<Retrying<SimTable>>,
     lambda: Mutex<Lambda>,
     scaler: Mutex<Scaler>,
     /// The answers behind the table's result items (the table keeps the verdict; the engine's
@@ -293,7 +312,9 @@ impl Shared {
 
     /// Hands the figures and the units billed since the last flush to the run.
     fn flush(&self) {
+        let throttles = self.services.retrying.throttles() as f64;
         let mut t = self.tally();
+        *t.slot(fig!("table_throttles")) = throttles;
         for ((name, _), v) in FIGURES.iter().zip(t.figures) {
             self.ctx.set_metric(name, v);
         }
@@ -330,10 +351,16 @@ fn services(ctx: &RunContext, config: &SqsConfig) -> Arc<Services> {
         },
         Some(dead_letter.clone()),
     );
+    let capacity = match (config.table_read_capacity, config.table_write_capacity) {
+        (Some(read), Some(write)) => Capacity::Provisioned { read, write },
+        _ => Capacity::OnDemand,
+    };
+    let table = Arc::new(Retrying::new(SimTable::new(clock.clone(), capacity), clock));
     Arc::new(Services {
         queue: Arc::new(queue),
         dead_letter,
-        table: Arc::new(SimTable::new(clock, Capacity::OnDemand)),
+        table: table.clone(),
+        retrying: table,
         lambda: Mutex::new(Lambda::new(config.lambda.model())),
         scaler: Mutex::new(Scaler::new(EsmConfig::default())),
         answers: Mutex::new(BTreeMap::new()),
@@ -516,10 +543,26 @@ async fn poll(shared: &Arc<Shared>) {
             b = s.queue.receive(shared.config.batch_size as usize, MAX_WAIT) => b,
         };
         shared.bill_sqs();
-        let batch = match batch {
+        let mut batch = match batch {
             Ok(b) if !b.is_empty() => b,
             _ => continue,
         };
+        // MaximumBatchingWindowInSeconds: keep receiving until the batch is full or the window
+        // has passed (the messages' visibility runs meanwhile).
+        let size = shared.config.batch_size as usize;
+        let until = ctx.now() + shared.config.batching_window.0;
+        while batch.len() < size && !shared.ended() {
+            let now = ctx.now();
+            if now >= until {
+                break;
+            }
+            let more = s.queue.receive(size - batch.len(), (until - now).min(MAX_WAIT)).await;
+            shared.bill_sqs();
+            match more {
+                Ok(m) => batch.extend(m),
+                Err(_) => break,
+            }
+        }
         delivered(shared, &batch);
         shared.running.fetch_add(1, Ordering::Relaxed);
         ctx.spawn(invoke(shared.clone(), batch));
@@ -635,6 +678,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let ckey = format!("claim#{key}");
     // The file's item (its cancel flag) and the chunk's result, read before any call.
     let item = s.table.get(&fkey).await.ok().flatten();
+    let checked = ctx.now();
     shared.bill_read();
     if item.as_ref().is_some_and(complete) {
         // A leftover delivery of a chunk of a validated file (its result items are gone).
@@ -707,6 +751,22 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             shared.metric(fig!("duplicates_suppressed"));
             let wait = Duration::from_millis((t - now_ms).max(1) as u64);
             let _ = s.queue.change_visibility(handle, wait).await;
+            shared.bill_sqs();
+            return;
+        }
+    }
+    if ctx.now() > checked {
+        // Time passed since the file's item was read (a throttled table request waited for
+        // capacity): read it again, so that no call starts after a cancel flag it could see.
+        let again = s.table.get(&fkey).await.ok().flatten();
+        shared.bill_read();
+        if again.is_some_and(|v| v["cancelled"] == json!(true) || complete(&v)) {
+            if shared.config.dedupe == Dedupe::Claim {
+                let _ = s.table.delete(&ckey).await;
+                shared.bill_write();
+            }
+            // The next delivery drops it, cancelled or complete.
+            let _ = s.queue.change_visibility(handle, Duration::ZERO).await;
             shared.bill_sqs();
             return;
         }
