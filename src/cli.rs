@@ -472,7 +472,13 @@ fn sweep(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     )?;
     let name = format!("{}-sweep-{}", scenario.name, args.param);
     let dir = args.run.out.clone().unwrap_or_else(|| PathBuf::from("out").join(name));
-    write_and_print(&report, &dir, args.run.json, out)
+    let code = write_and_print(&report, &dir, args.run.json, out)?;
+    if !args.run.json {
+        for line in reports::markdown::sweep_inert(&report) {
+            writeln!(out, "{}", line.replace("**", ""))?;
+        }
+    }
+    Ok(code)
 }
 
 impl RunArgs {
@@ -564,7 +570,17 @@ impl Live {
             None => None,
         };
         let extra_root_pem = match &args.ca_cert {
-            Some(p) => Some(std::fs::read(p).with_context(|| format!("--ca-cert {}", p.display()))?),
+            Some(p) => {
+                let pem = std::fs::read(p).with_context(|| format!("--ca-cert {}", p.display()))?;
+                // A file with no PEM certificate would otherwise add nothing, silently.
+                if !String::from_utf8_lossy(&pem).contains("-----BEGIN CERTIFICATE-----") {
+                    anyhow::bail!(
+                        "--ca-cert {}: no certificate in it (a PEM file with `-----BEGIN CERTIFICATE-----` blocks is expected)",
+                        p.display()
+                    );
+                }
+                Some(pem)
+            }
             None => None,
         };
         Ok(Some(Live {

@@ -459,3 +459,53 @@ fn asl_run_redrives_a_failed_execution_when_asked() {
         "ids continue across the redrive"
     );
 }
+
+#[test]
+fn a_ca_cert_file_that_holds_no_certificate_is_an_error_naming_it() {
+    // Before, a file of garbage added no root and the run went on as if it had: a TLS failure
+    // then looked like the endpoint's fault.
+    let dir = temp_dir("not-a-cert");
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let pem = dir.join("garbage.pem");
+    std::fs::write(&pem, "not a certificate\n").expect("written");
+    let err = run_cli(&[
+        "run",
+        "baseline",
+        "--live",
+        "--ca-cert",
+        pem.to_str().expect("utf-8 path"),
+    ])
+    .expect_err("refused before any run");
+    let text = format!("{err:#}");
+    assert!(
+        text.contains("garbage.pem") && text.contains("no certificate"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_sweep_says_which_strategies_the_parameter_did_not_move() {
+    // `fixed` never reads `target-tpm`, so its rows were identical and nothing said why;
+    // `adaptive` paces to it, so its runs differ and it is not named.
+    let dir = temp_dir("inert-sweep");
+    let (code, out) = run_cli(&[
+        "sweep",
+        "baseline",
+        "--param",
+        "target-tpm",
+        "--values",
+        "20000,40000",
+        "-s",
+        "fixed",
+        "-s",
+        "adaptive",
+        "--out",
+        dir.to_str().expect("utf-8 path"),
+    ])
+    .expect("sweeps");
+    assert_eq!(code, 0);
+    assert!(out.contains("fixed did not respond to `target-tpm`"), "{out}");
+    assert!(!out.contains("adaptive did not respond"), "{out}");
+    let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
+    assert!(md.contains("**fixed** did not respond to `target-tpm`"), "{md}");
+}

@@ -82,9 +82,46 @@ fn w(m: &mut String, args: std::fmt::Arguments<'_>) {
 /// Plain sentences about the runs: who did the most of the work soonest, who did not finish
 /// it, who wasted most, where throttling was. Completion ranks first: a run that gave up early
 /// never "finishes first".
+/// For a sweep, one line per strategy whose runs came out identical at every value: the swept
+/// parameter changed nothing for it (it does not read the parameter, or it never binds), which
+/// a table of equal rows would otherwise leave the reader to guess.
+pub fn sweep_inert(report: &ReportFile) -> Vec<String> {
+    let Some(sweep) = &report.sweep else {
+        return Vec::new();
+    };
+    let mut names: Vec<&str> = Vec::new();
+    for r in &report.runs {
+        if !names.contains(&r.strategy.as_str()) {
+            names.push(&r.strategy);
+        }
+    }
+    let mut out = Vec::new();
+    for name in names {
+        let runs: Vec<&RunReport> = report.runs.iter().filter(|r| r.strategy == name).collect();
+        let key = |r: &&RunReport| {
+            let x = &r.summary;
+            (
+                x.results_digest.clone(),
+                x.makespan_s.to_bits(),
+                x.llm_requests,
+                x.llm_throttled,
+                x.tokens_billed,
+            )
+        };
+        if runs.len() > 1 && runs.iter().all(|r| key(r) == key(&runs[0])) {
+            out.push(format!(
+                "**{name}** did not respond to `{}`: its {} runs are identical (it does not read this parameter, or the parameter never bound).",
+                sweep.param,
+                runs.len()
+            ));
+        }
+    }
+    out
+}
+
 pub fn reading(report: &ReportFile) -> Vec<String> {
     let runs = &report.runs;
-    let mut out = Vec::new();
+    let mut out = sweep_inert(report);
     let Some(first) = runs.iter().min_by(|a, b| {
         b.summary
             .completion

@@ -57,6 +57,11 @@ impl HttpBackend {
         if let Some(pem) = &config.extra_root_pem {
             let certs = reqwest::Certificate::from_pem_bundle(pem)
                 .map_err(|e| LlmError::Transport(format!("cannot read the extra root certificates: {e}")))?;
+            if certs.is_empty() {
+                return Err(LlmError::Transport(
+                    "the extra root certificates hold no certificate".into(),
+                ));
+            }
             builder = builder.tls_certs_merge(certs);
         }
         let client = builder
