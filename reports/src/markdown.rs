@@ -79,9 +79,6 @@ fn w(m: &mut String, args: std::fmt::Arguments<'_>) {
     m.write_fmt(args).expect("writing to a String cannot fail");
 }
 
-/// Plain sentences about the runs: who did the most of the work soonest, who did not finish
-/// it, who wasted most, where throttling was. Completion ranks first: a run that gave up early
-/// never "finishes first".
 /// For a sweep, one line per strategy whose runs came out identical at every value: the swept
 /// parameter changed nothing for it (it does not read the parameter, or it never binds), which
 /// a table of equal rows would otherwise leave the reader to guess.
@@ -119,6 +116,9 @@ pub fn sweep_inert(report: &ReportFile) -> Vec<String> {
     out
 }
 
+/// Plain sentences about the runs: who did the most of the work soonest, who did not finish
+/// it, who wasted most, where throttling was. Completion ranks first: a run that gave up early
+/// never "finishes first".
 pub fn reading(report: &ReportFile) -> Vec<String> {
     let runs = &report.runs;
     let mut out = sweep_inert(report);
