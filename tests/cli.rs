@@ -509,3 +509,26 @@ fn a_sweep_says_which_strategies_the_parameter_did_not_move() {
     let md = std::fs::read_to_string(dir.join("report.md")).expect("report.md");
     assert!(md.contains("**fixed** did not respond to `target-tpm`"), "{md}");
 }
+
+#[test]
+fn the_cancel_scenario_cancels_work_in_flight_and_tenants_rejects_under_every_strategy() {
+    // The shipped scenarios must show what their descriptions promise. `cancel` once cancelled
+    // a file that had finished and a user whose files had not started, so it showed a latency
+    // of 0 and no wasted token for most strategies: now every strategy meets calls in flight
+    // at a cancel. `tenants` promises rejections by the per-user quotas.
+    let cancel = load_scenario("cancel").expect("built-in");
+    for r in run_scenario(&cancel, &[], false).expect("runs").runs {
+        let s = &r.summary;
+        assert!(s.files_cancelled > 0, "{}", r.strategy);
+        assert!(
+            s.calls_in_flight_at_cancel > 0,
+            "{}: no call in flight at any cancel",
+            r.strategy
+        );
+        assert!(s.tokens_wasted > 0, "{}: nothing in flight was wasted", r.strategy);
+    }
+    let tenants = load_scenario("tenants").expect("built-in");
+    for r in run_scenario(&tenants, &[], false).expect("runs").runs {
+        assert!(r.summary.files_rejected > 0, "{} rejects nothing", r.strategy);
+    }
+}

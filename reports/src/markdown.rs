@@ -242,10 +242,11 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
         }
         if let Some(c) = x.cancel_latency_s {
             out.push(format!(
-                "**{}** stopped cancelled work within {} (p99; worst {}).",
+                "**{}** stopped cancelled work within {} (p99; worst {}); the cancels met {} calls in flight.",
                 label(r),
                 secs(c.p99),
-                secs(c.max)
+                secs(c.max),
+                x.calls_in_flight_at_cancel
             ));
         }
         if let Some(rec) = x.recovery_s {

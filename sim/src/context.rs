@@ -153,6 +153,8 @@ pub(crate) struct State {
     pub(crate) restarts: u32,
     /// When the latest crash happened.
     pub(crate) last_crash: Option<Duration>,
+    /// Calls in flight for files at the moment their cancellation was requested.
+    pub(crate) in_flight_at_cancel: u64,
     pub(crate) units: BTreeMap<Unit, f64>,
     pub(crate) metrics: BTreeMap<String, f64>,
     pub(crate) artifacts: BTreeMap<String, Artifact>,
@@ -205,6 +207,7 @@ impl State {
             redriven: 0,
             restarts: 0,
             last_crash: None,
+            in_flight_at_cancel: 0,
             units: BTreeMap::new(),
             metrics: BTreeMap::new(),
             artifacts: BTreeMap::new(),
@@ -440,6 +443,11 @@ impl State {
                 self.finish(id, FileStatus::Cancelled, now);
             }
             FileStatus::Admitted => {
+                let f = self.file(id);
+                if f.cancel_at.is_none() {
+                    let n = f.in_flight;
+                    self.in_flight_at_cancel += u64::from(n);
+                }
                 let f = self.file(id);
                 f.cancel_at.get_or_insert(now);
                 if let Some(t) = &f.token {

@@ -395,6 +395,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         cancel_latency_s: (!rec.cancel_latency_ms.is_empty()).then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
         duplicate_results: st.duplicates,
         results_discarded: st.discarded,
+        calls_in_flight_at_cancel: st.in_flight_at_cancel,
         results_digest: format!("{:016x}", st.results.digest()),
         cost,
         orchestration_units: st.units.clone(),

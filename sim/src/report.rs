@@ -233,6 +233,11 @@ pub struct Summary {
     /// tokens wasted.
     #[serde(default)]
     pub results_discarded: u64,
+    /// LLM calls in flight for a file at the moment its cancellation was requested, summed over
+    /// the cancelled files: whether a cancel met work in flight (a cancel of files not started,
+    /// or already finished, shows 0 here and says nothing about a strategy's cancellation).
+    #[serde(default)]
+    pub calls_in_flight_at_cancel: u64,
     /// A digest of every stored result (hex): runs that stored the same verdicts for the same
     /// chunks have the same digest, whatever the strategy.
     pub results_digest: String,
