@@ -98,33 +98,27 @@ fn build_from(
     scenario: &Scenario,
     table: Option<(&toml::Table, usize)>,
 ) -> Result<Box<dyn Strategy>, StrategyError> {
+    // A strategy's own check of its settings, refused where its table is.
+    let refused = |message: String| StrategyError::Settings {
+        origin: scenario.source.origin.clone(),
+        name: name.to_owned(),
+        line: table.map_or(0, |(_, l)| l),
+        message,
+    };
     match name {
         "fixed" => Ok(Box::new(fixed::Fixed::new(settings(name, scenario, table)?))),
         "cookbook" => Ok(Box::new(cookbook::Cookbook::new(settings(name, scenario, table)?))),
         "adaptive" => Ok(Box::new(adaptive::Adaptive::new(settings(name, scenario, table)?))),
-        "sqs" => {
-            let config: sqs::SqsConfig = settings(name, scenario, table)?;
-            sqs::Sqs::new(config)
-                .map(|s| Box::new(s) as Box<dyn Strategy>)
-                .map_err(|message| StrategyError::Settings {
-                    origin: scenario.source.origin.clone(),
-                    name: name.to_owned(),
-                    line: table.map_or(0, |(_, l)| l),
-                    message,
-                })
-        }
+        "sqs" => sqs::Sqs::new(settings(name, scenario, table)?)
+            .map(|s| Box::new(s) as Box<dyn Strategy>)
+            .map_err(refused),
         "stepfn" => {
             let config: stepfn::StepFnConfig = settings(name, scenario, table)?;
             let origin = std::path::Path::new(&scenario.source.origin);
             let base = origin.is_file().then(|| origin.parent()).flatten();
             stepfn::StepFn::new(config, base)
                 .map(|s| Box::new(s) as Box<dyn Strategy>)
-                .map_err(|message| StrategyError::Settings {
-                    origin: scenario.source.origin.clone(),
-                    name: name.to_owned(),
-                    line: table.map_or(0, |(_, l)| l),
-                    message,
-                })
+                .map_err(refused)
         }
         _ => Err(StrategyError::Unknown {
             name: name.to_owned(),

@@ -46,12 +46,13 @@ pub enum DynamoError {
 }
 
 /// A table's items by partition: the key up to and including its last `#` (`result#7#`), then
-/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Point operations hash the
-/// partition and the rest (one sorted map of every key made each operation compare long common
-/// prefixes along a deep tree); a query sorts what it reads, so no insertion order reaches output either.
+/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Partitions are few and
+/// sorted (a query reads a range of them); within one the rest is hashed (one sorted map of
+/// every key made each operation compare long common prefixes along a deep tree). A query sorts
+/// what it reads, so no insertion order reaches output.
 #[derive(Debug, Default)]
 struct Items {
-    partitions: IndexMap<String, IndexMap<String, Value>>,
+    partitions: std::collections::BTreeMap<String, IndexMap<String, Value>>,
     len: usize,
 }
 
@@ -108,26 +109,30 @@ impl Items {
         {
             self.len -= 1;
             if part.is_empty() {
-                self.partitions.swap_remove(p);
+                self.partitions.remove(p);
             }
         }
     }
 
-    /// Every item whose key starts with `prefix`, in key order.
+    /// Every item whose key starts with `prefix`, in key order: the sort keys of the one
+    /// partition `prefix` reaches into, and the partitions that start with `prefix`.
     fn query(&self, prefix: &str) -> Vec<(String, Value)> {
-        let mut names: Vec<&String> = self
-            .partitions
-            .keys()
-            .filter(|p| p.starts_with(prefix) || prefix.starts_with(p.as_str()))
-            .collect();
-        names.sort();
         let mut out = Vec::new();
-        for p in names {
-            for (k, v) in &self.partitions[p] {
-                let key = format!("{p}{k}");
-                if key.starts_with(prefix) {
-                    out.push((key, v.clone()));
-                }
+        let (p, rest) = split_key(prefix);
+        if !rest.is_empty()
+            && let Some(part) = self.partitions.get(p)
+        {
+            for (k, v) in part.iter().filter(|(k, _)| k.starts_with(rest)) {
+                out.push((format!("{p}{k}"), v.clone()));
+            }
+        }
+        let deeper = self
+            .partitions
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(name, _)| name.starts_with(prefix));
+        for (name, part) in deeper {
+            for (k, v) in part {
+                out.push((format!("{name}{k}"), v.clone()));
             }
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
@@ -266,6 +271,23 @@ impl Table {
     /// `DeleteItem`.
     pub fn delete(&mut self, now: Duration, key: &str) -> Result<(), DynamoError> {
         self.write_unit(now)?;
+        self.items.remove(key);
+        Ok(())
+    }
+
+    /// `DeleteItem` with a condition on the item (`#attr = :value`, say): deletes only an item
+    /// for which `holds` is true; otherwise `ConditionalCheckFailed` (an absent item fails too).
+    /// A failed condition still consumes a write unit.
+    pub fn delete_if(
+        &mut self,
+        now: Duration,
+        key: &str,
+        holds: impl FnOnce(&Value) -> bool,
+    ) -> Result<(), DynamoError> {
+        self.write_unit(now)?;
+        if !self.items.get(key).is_some_and(holds) {
+            return Err(DynamoError::ConditionalCheckFailed);
+        }
         self.items.remove(key);
         Ok(())
     }
