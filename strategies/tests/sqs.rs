@@ -336,8 +336,10 @@ batch_size = {batch_size}
         ///   way, a result written or a chunk dead-lettered (`results_written + dead_lettered`
         ///   is the chunk count: a lost chunk makes it smaller, a chunk ending twice larger);
         /// - no result is written twice: every written result is a distinct validated chunk;
-        /// - with claims, no chunk goes to the LLM twice (calls end within 10 s, claims last the
-        ///   30 s visibility, so none expires under a live call);
+        /// - with claims, no chunk goes to the LLM twice unless its claim expired and was taken
+        ///   over (found by this test: a throttled write delayed a holder past its claim, and
+        ///   the holder then deleted its successor's claim; claims are now deleted only by
+        ///   their holder);
         /// - no call starts for a file after its cancel flag is written;
         /// - a duplicate call's tokens are wasted, never kept.
         #[test]
@@ -365,7 +367,14 @@ batch_size = {batch_size}
             prop_assert!(sum.chunks_validated as f64 <= m("results_written"));
             prop_assert!(m("results_written") <= sum.chunks_total as f64);
             if claim {
-                prop_assert_eq!(m("duplicate_llm_calls"), 0.0);
+                // A claimed chunk is sent again only after its claim expired and was taken
+                // over; with an on-demand table nothing delays a holder past its claim (calls
+                // end within 10 s, claims last 30 s), so there are none at all. A throttled
+                // table can: the claim's clock starts before the write waits for capacity.
+                prop_assert!(m("duplicate_llm_calls") <= m("claims_taken_over"));
+                if write_capacity.is_none() {
+                    prop_assert_eq!(m("duplicate_llm_calls"), 0.0);
+                }
             }
             prop_assert_eq!(m("calls_after_cancel_flag"), 0.0);
             prop_assert!(m("duplicate_llm_tokens") <= sum.tokens_wasted as f64);

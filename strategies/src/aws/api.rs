@@ -135,6 +135,10 @@ pub trait KeyValueTable: Send + Sync {
     fn set<'a>(&'a self, key: &'a str, attr: &'a str, value: Value) -> Call<'a, ()>;
     /// `DeleteItem`.
     fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()>;
+    /// `DeleteItem` with `ConditionExpression: #attr = :value`: deletes the item only while its
+    /// number `attr` is `value` (a claim still its holder's); else
+    /// [`ServiceError::ConditionFailed`].
+    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()>;
     /// `Query` of the items whose key starts with `prefix`, in key order.
     fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>>;
 }
@@ -321,6 +325,10 @@ impl<T: KeyValueTable> KeyValueTable for Retrying<T> {
         Box::pin(self.retry(move || self.inner.delete(key)))
     }
 
+    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()> {
+        Box::pin(self.retry(move || self.inner.delete_if(key, attr, value)))
+    }
+
     fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>> {
         Box::pin(self.retry(move || self.inner.query(prefix)))
     }
@@ -401,6 +409,12 @@ impl KeyValueTable for SimTable {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.delete(now, key))
+    }
+
+    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()> {
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.delete_if(now, key, |item| item[attr].as_i64() == Some(value)))
     }
 
     fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Value)>> {
@@ -533,6 +547,22 @@ mod tests {
             .await
             .expect("expired: taken over");
         assert_eq!(t.get("claim#1").await, Ok(Some(json!({"until": 21}))));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_conditional_delete_removes_a_claim_only_while_it_is_its_holders() {
+        // A holder whose claim expired and was taken over must not delete the new holder's.
+        let t = SimTable::new(clock(), Capacity::OnDemand);
+        t.put("claim#1", json!({"until": 21}), Condition::Always)
+            .await
+            .expect("put");
+        assert_eq!(
+            t.delete_if("claim#1", "until", 10).await,
+            Err(ServiceError::ConditionFailed)
+        );
+        assert_eq!(t.get("claim#1").await, Ok(Some(json!({"until": 21}))));
+        t.delete_if("claim#1", "until", 21).await.expect("its holder's");
+        assert_eq!(t.get("claim#1").await, Ok(None));
     }
 
     #[tokio::test(start_paused = true)]

@@ -70,6 +70,10 @@ pub const FIGURES: &[(&str, &str)] = &[
         "tokens of answers that came after their chunk's result was stored: what duplicates cost",
     ),
     (
+        "claims_taken_over",
+        "claims taken over after they expired (their holder too slow or killed): the only way a claimed chunk is sent twice",
+    ),
+    (
         "duplicates_suppressed",
         "deliveries that found the result stored or the chunk claimed, and made no call",
     ),
@@ -248,6 +252,8 @@ struct Watch {
     calling: BTreeMap<Key, u32>,
     /// Chunks whose messages killed validators held, with the crash's time.
     stranded: BTreeMap<Key, Duration>,
+    /// The claims in the table, by chunk, with their `until`.
+    claims: BTreeMap<Key, i64>,
     /// Files whose cancel flag has been written.
     flagged: std::collections::BTreeSet<FileId>,
 }
@@ -382,22 +388,6 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         let restarted = slot.is_some();
         (slot.get_or_insert_with(|| services(&ctx, &config)).clone(), restarted)
     };
-    if restarted {
-        // The validators were killed: what they held waits out its visibility timeout.
-        let crashed = ctx.last_crash().unwrap_or_else(|| ctx.now());
-        let mut w = services.watch.lock().expect("no task panicked holding the watch");
-        let held = std::mem::take(&mut w.in_hand);
-        w.calling.clear();
-        let stranded: f64 = held.values().map(|n| f64::from(*n)).sum();
-        *services
-            .tally
-            .lock()
-            .expect("no task panicked holding the tally")
-            .slot(fig!("crash_stranded_messages")) += stranded;
-        for k in held.into_keys() {
-            w.stranded.insert(k, crashed);
-        }
-    }
     let shared = Arc::new(Shared {
         ctx: ctx.clone(),
         config,
@@ -407,6 +397,21 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         sampled: std::sync::atomic::AtomicU64::new(0),
         all_final: AtomicBool::new(false),
     });
+    if restarted {
+        // The validators were killed: what they held waits out its visibility timeout.
+        let crashed = ctx.last_crash().unwrap_or_else(|| ctx.now());
+        let held = {
+            let mut w = shared.watch();
+            w.calling.clear();
+            let held = std::mem::take(&mut w.in_hand);
+            w.stranded.extend(held.keys().map(|k| (*k, crashed)));
+            held
+        };
+        shared.add(
+            fig!("crash_stranded_messages"),
+            held.values().map(|n| f64::from(*n)).sum(),
+        );
+    }
     ctx.spawn(split(shared.clone()));
     ctx.spawn(watch_dead_letters(shared.clone()));
     {
@@ -719,6 +724,9 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         shared.bill_sqs();
         return;
     }
+    let k = (file, chunk);
+    // This delivery's claim (its `until`), when it holds one.
+    let mut mine: Option<i64> = None;
     if shared.config.dedupe == Dedupe::Claim {
         let now_ms = ctx.now().as_millis() as i64;
         let until = now_ms + shared.config.visibility_timeout.0.as_millis() as i64;
@@ -737,7 +745,13 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             .await;
         shared.bill_write();
         let held_until = match claim {
-            Ok(()) => None,
+            Ok(()) => {
+                mine = Some(until);
+                if shared.watch().claims.insert(k, until).is_some() {
+                    shared.metric(fig!("claims_taken_over"));
+                }
+                None
+            }
             Err(ServiceError::ConditionFailed) => {
                 let held = s.table.get(&ckey).await.ok().flatten();
                 shared.bill_read();
@@ -756,22 +770,25 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         }
     }
     if ctx.now() > checked {
-        // Time passed since the file's item was read (a throttled table request waited for
-        // capacity): read it again, so that no call starts after a cancel flag it could see.
+        // Time passed since the file's item and the chunk's result were read (a throttled
+        // table request waited for capacity): read them again, so that no call starts after
+        // a cancel flag it could see, nor for a result another delivery stored meanwhile.
         let again = s.table.get(&fkey).await.ok().flatten();
         shared.bill_read();
-        if again.is_some_and(|v| v["cancelled"] == json!(true) || complete(&v)) {
-            if shared.config.dedupe == Dedupe::Claim {
-                let _ = s.table.delete(&ckey).await;
-                shared.bill_write();
+        let stored = mine.is_some() && {
+            shared.bill_read();
+            s.table.get(&rkey).await.ok().flatten().is_some()
+        };
+        if stored || again.is_some_and(|v| v["cancelled"] == json!(true) || complete(&v)) {
+            if let Some(until) = mine {
+                release_claim(shared, &ckey, k, until).await;
             }
-            // The next delivery drops it, cancelled or complete.
+            // The next delivery drops it: cancelled, complete or stored.
             let _ = s.queue.change_visibility(handle, Duration::ZERO).await;
             shared.bill_sqs();
             return;
         }
     }
-    let k = (file, chunk);
     let duplicate = {
         let answered = shared.answers().contains_key(&k);
         let mut w = shared.watch();
@@ -823,15 +840,13 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             }
             let _ = s.queue.delete(handle).await;
             shared.bill_sqs();
-            if shared.config.dedupe == Dedupe::Claim {
-                let _ = s.table.delete(&ckey).await;
-                shared.bill_write();
+            if let Some(until) = mine {
+                release_claim(shared, &ckey, k, until).await;
             }
         }
         Err(e) => {
-            if shared.config.dedupe == Dedupe::Claim {
-                let _ = s.table.delete(&ckey).await;
-                shared.bill_write();
+            if let Some(until) = mine {
+                release_claim(shared, &ckey, k, until).await;
             }
             if let LlmError::Throttled { retry_after, .. } = e
                 && shared.config.on_throttle == OnThrottle::Backoff
@@ -842,6 +857,17 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             }
             // Otherwise the message returns when its visibility timeout runs out.
         }
+    }
+}
+
+/// Deletes this delivery's claim, only while it is still its own (a claim taken over after it
+/// expired belongs to the new holder).
+async fn release_claim(shared: &Shared, ckey: &str, k: Key, until: i64) {
+    let _ = shared.services.table.delete_if(ckey, "until", until).await;
+    shared.bill_write();
+    let mut w = shared.watch();
+    if w.claims.get(&k) == Some(&until) {
+        w.claims.remove(&k);
     }
 }
 
