@@ -560,8 +560,10 @@ impl Live {
         if !args.live {
             return Ok(None);
         }
-        if !(args.time_scale.is_finite() && args.time_scale > 0.0) {
-            anyhow::bail!("--time-scale must be a number > 0, not {}", args.time_scale);
+        // Beyond 1,000 a simulated millisecond is a real microsecond, below the resolution of any
+        // timer a live run sleeps on; the bound also keeps every scaled duration finite.
+        if !(args.time_scale.is_finite() && (0.001..=1000.0).contains(&args.time_scale)) {
+            anyhow::bail!("--time-scale must lie in [0.001, 1000], not {}", args.time_scale);
         }
         let api_key = match &args.api_key_env {
             Some(var) => {

@@ -154,6 +154,35 @@ fn errors_name_what_is_wrong() {
 }
 
 #[test]
+fn absurd_command_line_numbers_are_refused_briefly() {
+    // `--time-scale 1e308` panicked converting a scaled timeout to a Duration; `--values 1e308`
+    // printed all 309 digits. Both are now refused before anything runs, in a short message.
+    let e = format!(
+        "{:#}",
+        run_cli(&["run", "baseline", "--live", "--time-scale", "1e308"]).expect_err("refused")
+    );
+    assert!(e.contains("--time-scale must lie in [0.001, 1000]"), "{e}");
+    let e = format!(
+        "{:#}",
+        run_cli(&["sweep", "baseline", "--param", "tpm", "--values", "1e308"]).expect_err("refused")
+    );
+    assert!(e.contains("cannot set tpm to 1e308") && e.len() < 200, "{e}");
+    let e = format!(
+        "{:#}",
+        run_cli(&[
+            "sweep",
+            "baseline",
+            "--param",
+            "max-parallelism",
+            "--values",
+            "4294967295"
+        ])
+        .expect_err("refused")
+    );
+    assert!(e.contains("[1, 100000]"), "{e}");
+}
+
+#[test]
 fn scenarios_and_strategies_are_listed() {
     let (_, out) = run_cli(&["scenarios"]).expect("lists");
     for (name, _) in builtin::BUILTIN {

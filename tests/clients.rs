@@ -5,7 +5,7 @@
 use std::num::NonZeroU64;
 use std::process::Command;
 
-use mock_llm::config::{LatencyConfig, Millis, ProviderConfig};
+use mock_llm::config::{LatencyConfig, Millis, ProviderConfig, Sigma};
 use mock_llm::server::{self, ServerConfig};
 
 const SCRIPT: &str = r#"
@@ -77,7 +77,7 @@ async fn check_client(client: impl FnOnce(String) -> std::io::Result<std::proces
         latency: LatencyConfig {
             base_ms: Millis(20.0),
             per_output_token_ms: Millis(1.0),
-            sigma: Millis(0.0),
+            sigma: Sigma(0.0),
             reject_ms: Millis(0.0),
         },
         ..ProviderConfig::default()

@@ -18,12 +18,12 @@ pub struct ProviderConfig {
     /// Organization named in 429 messages. Default `"org-orchbench"`.
     #[serde(default = "default_organization")]
     pub organization: String,
-    /// Tokens-per-minute limit. Absent: no token limit.
-    #[serde(default)]
+    /// Tokens-per-minute limit, 1 to 10^15. Absent: no token limit.
+    #[serde(default, deserialize_with = "limit")]
     pub tpm: Option<NonZeroU64>,
     /// Requests-per-minute limit. Absent: no request limit (with the `azure` profile, absent means
-    /// derived from `tpm` at 6 RPM per 1,000 TPM).
-    #[serde(default)]
+    /// derived from `tpm` at 6 RPM per 1,000 TPM). 1 to 10^15.
+    #[serde(default, deserialize_with = "limit")]
     pub rpm: Option<NonZeroU64>,
     /// How limits are enforced. Default `openai`.
     #[serde(default)]
@@ -38,8 +38,8 @@ pub struct ProviderConfig {
     #[serde(default)]
     pub latency: LatencyConfig,
     /// Maximum concurrent generations. Excess admitted requests queue (FIFO), so latency grows with
-    /// load. Absent: unlimited.
-    #[serde(default)]
+    /// load. 1 to 10^9; absent: unlimited.
+    #[serde(default, deserialize_with = "capacity")]
     pub capacity: Option<NonZeroU64>,
     /// Probability that an admitted request fails with `error_status` (it is still charged against
     /// TPM: failed requests count, per the OpenAI cookbook). Default 0.
@@ -206,16 +206,16 @@ impl TpmCharge {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LatencyConfig {
-    /// Fixed part of every generation, in ms. Default 400.
+    /// Fixed part of every generation, in ms (0 to 3,600,000). Default 400.
     #[serde(default = "default_base_ms")]
     pub base_ms: Millis,
-    /// Time per output token, in ms. Default 15.
+    /// Time per output token, in ms (0 to 3,600,000). Default 15.
     #[serde(default = "default_per_token_ms")]
     pub per_output_token_ms: Millis,
-    /// Shape of the lognormal noise; 0 means none. Default 0.3.
+    /// Shape of the lognormal noise, 0 (none) to 2. Default 0.3.
     #[serde(default = "default_sigma")]
-    pub sigma: Millis,
-    /// Time to answer a request that is refused (429, 5xx, outage), in ms. Default 10.
+    pub sigma: Sigma,
+    /// Time to answer a request that is refused (429, 5xx, outage), in ms (0 to 3,600,000). Default 10.
     #[serde(default = "default_reject_ms")]
     pub reject_ms: Millis,
 }
@@ -274,8 +274,8 @@ fn default_base_ms() -> Millis {
 fn default_per_token_ms() -> Millis {
     Millis(15.0)
 }
-fn default_sigma() -> Millis {
-    Millis(0.3)
+fn default_sigma() -> Sigma {
+    Sigma(0.3)
 }
 fn default_reject_ms() -> Millis {
     Millis(10.0)
@@ -333,21 +333,84 @@ impl From<Probability> for f64 {
     }
 }
 
-/// A non-negative, finite number (milliseconds, or a dimensionless shape).
+/// A time in milliseconds, from 0 to [`Millis::MAX`] (one hour: no generation or refusal takes
+/// longer, and the bound keeps every derived duration far from overflow).
 #[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Millis(pub f64);
 
+impl Millis {
+    /// The largest value: one hour.
+    pub const MAX: f64 = 3_600_000.0;
+}
+
 impl TryFrom<f64> for Millis {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v >= 0.0 {
+        if v.is_finite() && (0.0..=Self::MAX).contains(&v) {
             Ok(Self(v))
         } else {
             Err(format!(
-                "{v} is not allowed here: the value must be a finite number >= 0"
+                "{v} is out of range: a time in milliseconds lies in [0, 3600000] (one hour)"
             ))
         }
+    }
+}
+
+/// The shape of the latency noise, from 0 to [`Sigma::MAX`].
+///
+/// Why 2: the noise has mean 1, so its median is `exp(−σ²/2)`. At σ = 2 a median generation
+/// takes 14% of its nominal time and a +3σ one 55 times it; beyond that the distribution is no
+/// longer a model of latency (at σ = 10 every generation rounds to 0 ms).
+#[derive(Clone, Copy, Debug, Default, PartialEq, PartialOrd, Serialize, Deserialize)]
+#[serde(try_from = "f64", into = "f64")]
+pub struct Sigma(pub f64);
+
+impl Sigma {
+    /// The largest shape.
+    pub const MAX: f64 = 2.0;
+}
+
+impl TryFrom<f64> for Sigma {
+    type Error = String;
+    fn try_from(v: f64) -> Result<Self, String> {
+        if v.is_finite() && (0.0..=Self::MAX).contains(&v) {
+            Ok(Self(v))
+        } else {
+            Err(format!("{v} is out of range: the noise's shape `sigma` lies in [0, 2]"))
+        }
+    }
+}
+impl From<Sigma> for f64 {
+    fn from(p: Sigma) -> f64 {
+        p.0
+    }
+}
+
+/// The largest TPM or RPM limit a scenario may set: 10^15 per minute. Far beyond any real
+/// provider's, and small enough that a limit times a minute in nanoseconds fits in 128 bits
+/// and a bucket's level in an `f64` with whole-token precision.
+pub const MAX_LIMIT: u64 = 1_000_000_000_000_000;
+
+/// Checks a capacity (concurrent generations) against 10^9; for `deserialize_with`.
+pub fn capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NonZeroU64>, D::Error> {
+    let v = Option::<NonZeroU64>::deserialize(d)?;
+    match v {
+        Some(n) if n.get() > 1_000_000_000 => Err(serde::de::Error::custom(format!(
+            "{n} is out of range: `capacity` lies in [1, 10^9]"
+        ))),
+        v => Ok(v),
+    }
+}
+
+/// Checks a limit (TPM, RPM) against [`MAX_LIMIT`]; for `deserialize_with`.
+pub fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NonZeroU64>, D::Error> {
+    let v = Option::<NonZeroU64>::deserialize(d)?;
+    match v {
+        Some(n) if n.get() > MAX_LIMIT => Err(serde::de::Error::custom(format!(
+            "{n} is out of range: a limit lies in [1, 10^15] per minute"
+        ))),
+        v => Ok(v),
     }
 }
 impl From<Millis> for f64 {

@@ -571,7 +571,7 @@ fn update_bucket(old: Option<Limit>, now: Duration, limit: Option<NonZeroU64>) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{LatencyConfig, Millis, Outage, Probability, Schedule, TpmCharge};
+    use crate::config::{LatencyConfig, Outage, Probability, Schedule, Sigma, TpmCharge};
     use proptest::prelude::*;
 
     fn cfg(tpm: Option<u64>, rpm: Option<u64>) -> ProviderConfig {
@@ -579,7 +579,7 @@ mod tests {
             tpm: tpm.and_then(NonZeroU64::new),
             rpm: rpm.and_then(NonZeroU64::new),
             latency: LatencyConfig {
-                sigma: Millis(0.0),
+                sigma: Sigma(0.0),
                 ..LatencyConfig::default()
             },
             ..ProviderConfig::default()
@@ -702,7 +702,7 @@ mod tests {
     #[test]
     fn noise_never_goes_below_the_documented_minimum() {
         let mut c = cfg(None, None);
-        c.latency.sigma = Millis(0.8);
+        c.latency.sigma = Sigma(0.8);
         let min = c.latency.minimum(50);
         let mut p = Provider::new(c);
         for _ in 0..5_000 {
@@ -775,7 +775,7 @@ mod tests {
         // Two providers meet the same (key, attempt) requests in opposite orders: each request
         // gets the same latency and the same fate from both, as two strategies would.
         let mut c = cfg(None, None);
-        c.latency.sigma = Millis(0.5);
+        c.latency.sigma = Sigma(0.5);
         c.error_rate = Probability(0.3);
         let reqs: Vec<ModelRequest> = (0..40)
             .map(|i| ModelRequest {

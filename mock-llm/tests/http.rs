@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use mock_llm::config::{LatencyConfig, Millis, ProviderConfig};
+use mock_llm::config::{LatencyConfig, Millis, ProviderConfig, Sigma};
 use mock_llm::server::{self, COMPLETION_HINT, ServerConfig};
 use serde_json::Value;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +17,7 @@ fn config() -> ServerConfig {
         latency: LatencyConfig {
             base_ms: Millis(0.0),
             per_output_token_ms: Millis(0.0),
-            sigma: Millis(0.0),
+            sigma: Sigma(0.0),
             reject_ms: Millis(0.0),
         },
         ..ProviderConfig::default()

@@ -6,7 +6,7 @@ use std::num::NonZeroU64;
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
-use mock_llm::config::{LatencyConfig, Millis, Probability, Profile, ProviderConfig};
+use mock_llm::config::{LatencyConfig, Millis, Probability, Profile, ProviderConfig, Sigma};
 use mock_llm::headers::parse_go_duration;
 use mock_llm::server::{self, COMPLETION_HINT, ServerConfig, Tokenizer};
 use serde_json::{Value, json};
@@ -18,7 +18,7 @@ fn provider(tpm: Option<u64>, rpm: Option<u64>, base_ms: f64, per_token_ms: f64)
         latency: LatencyConfig {
             base_ms: Millis(base_ms),
             per_output_token_ms: Millis(per_token_ms),
-            sigma: Millis(0.0),
+            sigma: Sigma(0.0),
             reject_ms: Millis(0.0),
         },
         ..ProviderConfig::default()

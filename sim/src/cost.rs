@@ -27,40 +27,55 @@ pub enum Unit {
     ExpressGbSecond,
 }
 
-/// Prices in US dollars. `[pricing]` in a scenario; every key optional.
+/// Prices in US dollars. `[pricing]` in a scenario; every key optional, each from 0 to
+/// [`MAX_PRICE`].
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pricing {
     /// Per million prompt tokens. Default 0.15 (gpt-4o-mini, OpenAI pricing page, 2024; *check*).
-    #[serde(default = "input")]
+    #[serde(default = "input", deserialize_with = "price")]
     pub input_per_million: f64,
     /// Per million completion tokens. Default 0.60 (gpt-4o-mini, OpenAI pricing page, 2024; *check*).
-    #[serde(default = "output")]
+    #[serde(default = "output", deserialize_with = "price")]
     pub output_per_million: f64,
     /// Per Step Functions Standard transition. Default 0.000025 ($0.025 per 1,000; AWS pricing).
-    #[serde(default = "transition")]
+    #[serde(default = "transition", deserialize_with = "price")]
     pub state_transition: f64,
     /// Per SQS request. Default 0.0000004 ($0.40 per million; third-party guides, *check*).
-    #[serde(default = "sqs")]
+    #[serde(default = "sqs", deserialize_with = "price")]
     pub sqs_request: f64,
     /// Per Lambda invocation. Default 0.0000002 ($0.20 per million; *check*).
-    #[serde(default = "lambda")]
+    #[serde(default = "lambda", deserialize_with = "price")]
     pub lambda_request: f64,
     /// Per Lambda GB-second. Default 0.0000166667 (*check*).
-    #[serde(default = "gb_second")]
+    #[serde(default = "gb_second", deserialize_with = "price")]
     pub lambda_gb_second: f64,
     /// Per DynamoDB on-demand write request unit. Default 0.00000125 ($1.25 per million; *check*).
-    #[serde(default = "dynamo")]
+    #[serde(default = "dynamo", deserialize_with = "price")]
     pub dynamo_write: f64,
     /// Per DynamoDB on-demand read request unit. Default 0.00000025 ($0.25 per million; *check*).
-    #[serde(default = "dynamo_read")]
+    #[serde(default = "dynamo_read", deserialize_with = "price")]
     pub dynamo_read: f64,
     /// Per Step Functions Express execution. Default 0.000001 ($1.00 per million; AWS pricing).
-    #[serde(default = "express")]
+    #[serde(default = "express", deserialize_with = "price")]
     pub express_request: f64,
     /// Per Step Functions Express GB-second. Default 0.00001667 (AWS pricing, first tier; *check*).
-    #[serde(default = "express_gb_second")]
+    #[serde(default = "express_gb_second", deserialize_with = "price")]
     pub express_gb_second: f64,
+}
+
+/// The largest price of anything, in dollars: $10,000 (a hundred times the dearest model's price
+/// per million tokens). Bounded so that a run's cost stays a number a chart can draw.
+pub const MAX_PRICE: f64 = 10_000.0;
+
+fn price<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v.is_finite() && (0.0..=MAX_PRICE).contains(&v)) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: a price lies in [0, 10000] dollars"
+        )));
+    }
+    Ok(v)
 }
 
 fn input() -> f64 {

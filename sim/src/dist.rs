@@ -67,6 +67,22 @@ impl Dist {
         }
     }
 
+    /// Refuses a distribution that can draw above `max`: a fixed value or a uniform `max` above
+    /// it, or a normal whose mean plus three standard deviations is above it.
+    pub fn check_at_most(&self, max: u32) -> Result<(), String> {
+        let top = match self.0 {
+            RawDist::Fixed { value } => f64::from(value),
+            RawDist::Uniform { max, .. } => f64::from(max),
+            RawDist::Normal { mean, stddev } => mean + 3.0 * stddev,
+        };
+        if top > f64::from(max) {
+            return Err(format!(
+                "draws can reach {top}, above the largest allowed, {max} (for a normal: mean + 3 × stddev)"
+            ));
+        }
+        Ok(())
+    }
+
     /// The smallest value a draw can take.
     pub fn min(&self) -> u32 {
         match self.0 {

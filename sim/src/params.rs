@@ -16,10 +16,10 @@ use tokio::sync::watch;
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", try_from = "RawParams", into = "RawParams")]
 pub struct Params {
-    /// Upper bound on concurrent chunk validations. Default 5.
+    /// Upper bound on concurrent chunk validations, 1 to 100,000. Default 5.
     #[serde(default = "default_parallelism")]
     pub max_parallelism: NonZeroU32,
-    /// The token rate a TPM controller aims for, per minute. Default 50,000.
+    /// The token rate a TPM controller aims for, per minute, 1 to 10^15. Default 50,000.
     #[serde(default = "default_target_tpm")]
     pub target_tpm: NonZeroU64,
     /// Share of the target at which a controller starts holding back. Default 0.9.
@@ -47,6 +47,7 @@ impl TryFrom<RawParams> for Params {
     type Error = String;
     fn try_from(r: RawParams) -> Result<Self, String> {
         check_strategy_keys(&r.strategy)?;
+        check_shared(Some(r.max_parallelism), Some(r.target_tpm))?;
         Ok(Params {
             max_parallelism: r.max_parallelism,
             target_tpm: r.target_tpm,
@@ -69,6 +70,26 @@ impl From<Params> for RawParams {
 
 /// The parameters every strategy shares.
 pub const SHARED_KEYS: &[&str] = &["max-parallelism", "target-tpm", "throttle-threshold"];
+
+/// The largest `max-parallelism`: 100,000 concurrent validations (a hundred times the default
+/// Lambda account concurrency).
+pub const MAX_PARALLELISM: u32 = 100_000;
+
+/// The largest `target-tpm`: the provider's largest limit.
+pub const MAX_TARGET_TPM: u64 = mock_llm::config::MAX_LIMIT;
+
+/// Checks the shared parameters' ranges.
+pub fn check_shared(max_parallelism: Option<NonZeroU32>, target_tpm: Option<NonZeroU64>) -> Result<(), String> {
+    if let Some(p) = max_parallelism.filter(|p| p.get() > MAX_PARALLELISM) {
+        return Err(format!(
+            "`max-parallelism` = {p} is out of range: it lies in [1, 100000]"
+        ));
+    }
+    if let Some(t) = target_tpm.filter(|t| t.get() > MAX_TARGET_TPM) {
+        return Err(format!("`target-tpm` = {t} is out of range: it lies in [1, 10^15]"));
+    }
+    Ok(())
+}
 
 /// Keys other than the shared ones must be `NAME.key` strategy settings with finite values.
 fn check_strategy_keys(extra: &BTreeMap<String, f64>) -> Result<(), String> {
@@ -142,6 +163,7 @@ impl TryFrom<RawUpdate> for ParamUpdate {
     type Error = String;
     fn try_from(r: RawUpdate) -> Result<Self, String> {
         check_strategy_keys(&r.strategy)?;
+        check_shared(r.max_parallelism, r.target_tpm)?;
         Ok(ParamUpdate {
             max_parallelism: r.max_parallelism,
             target_tpm: r.target_tpm,

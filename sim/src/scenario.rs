@@ -123,6 +123,16 @@ impl Scenario {
     fn validate(&self) -> Result<(), SimError> {
         let users = self.workload.users.get();
         let files = self.workload.files;
+        let chunks = f64::from(files) * self.workload.chunks_per_file.mean();
+        if chunks > MAX_CHUNKS {
+            return Err(SimError::Scenario {
+                origin: self.source.origin.clone(),
+                message: format!(
+                    "[workload]: `files` × the mean of `chunks_per_file` is {chunks}, more than the largest \
+                     workload allowed, 10,000,000 chunks"
+                ),
+            });
+        }
         for entry in &self.timeline {
             if let Action::Cancel(c) = &entry.get_ref().action {
                 match c {
@@ -182,17 +192,26 @@ impl Scenario {
     }
 }
 
-/// A duration written as text: `"90s"`, `"10m"`, `"1h30m"`, `"250ms"`.
+/// A duration written as text: `"90s"`, `"10m"`, `"1h30m"`, `"250ms"`; at most [`Dur::MAX`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(try_from = "String", into = "String")]
 pub struct Dur(pub Duration);
 
+impl Dur {
+    /// The longest duration a scenario may write: 365 days (a Step Functions Standard execution's
+    /// longest life). Sums of a few such durations stay far from overflowing any clock.
+    pub const MAX: Duration = Duration::from_secs(365 * 24 * 3600);
+}
+
 impl TryFrom<String> for Dur {
     type Error = String;
     fn try_from(s: String) -> Result<Self, String> {
-        humantime::parse_duration(s.trim())
-            .map(Dur)
-            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"90s\", \"10m\", \"1h30m\", \"250ms\""))
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|e| format!("`{s}` is not a duration ({e}); write e.g. \"90s\", \"10m\", \"1h30m\", \"250ms\""))?;
+        if d > Dur::MAX {
+            return Err(format!("`{s}` is longer than the longest duration allowed, 365 days"));
+        }
+        Ok(Dur(d))
     }
 }
 
@@ -218,18 +237,24 @@ pub enum ResultsMode {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkloadConfig {
-    /// Number of files.
+    /// Number of files, 0 to 1,000,000 (and at most 10,000,000 chunks in all, on average).
+    #[serde(deserialize_with = "files")]
     pub files: u32,
-    /// Number of users uploading them (files are spread uniformly at random). Default 1.
-    #[serde(default = "one")]
+    /// Number of users uploading them (files are spread uniformly at random), 1 to 1,000,000.
+    /// Default 1.
+    #[serde(default = "one", deserialize_with = "users")]
     pub users: NonZeroU32,
-    /// Chunks per file.
+    /// Chunks per file; no draw above 100,000.
+    #[serde(deserialize_with = "chunks")]
     pub chunks_per_file: Dist,
-    /// Prompt tokens per chunk.
+    /// Prompt tokens per chunk; no draw above 10,000,000.
+    #[serde(deserialize_with = "tokens")]
     pub prompt_tokens: Dist,
-    /// Tokens the model writes per chunk (cut at `max_tokens`).
+    /// Tokens the model writes per chunk (cut at `max_tokens`); no draw above 10,000,000.
+    #[serde(deserialize_with = "tokens")]
     pub completion_tokens: Dist,
-    /// The `max_tokens` of every request.
+    /// The `max_tokens` of every request, 1 to 10,000,000.
+    #[serde(deserialize_with = "max_tokens")]
     pub max_tokens: NonZeroU32,
     /// When files arrive. Default all at once.
     #[serde(default)]
@@ -238,6 +263,59 @@ pub struct WorkloadConfig {
 
 fn one() -> NonZeroU32 {
     NonZeroU32::MIN
+}
+
+/// The most files a workload may have.
+pub const MAX_FILES: u32 = 1_000_000;
+/// The most chunks a workload may have on average (files × mean chunks per file): ten times the
+/// `million` scenario, about a minute of simulation per strategy.
+pub const MAX_CHUNKS: f64 = 10_000_000.0;
+/// The most chunks a file may have.
+pub const MAX_CHUNKS_PER_FILE: u32 = 100_000;
+/// The most tokens a prompt, a completion or `max_tokens` may have (beyond any model's context).
+pub const MAX_TOKENS: u32 = 10_000_000;
+
+fn at_most<'de, D: serde::Deserializer<'de>>(d: D, max: u32, what: &str) -> Result<u32, D::Error> {
+    let v = u32::deserialize(d)?;
+    if v > max {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: {what} lie in [0, {max}]"
+        )));
+    }
+    Ok(v)
+}
+fn files<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    at_most(d, MAX_FILES, "`files`")
+}
+fn users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    let v = NonZeroU32::deserialize(d)?;
+    if v.get() > MAX_FILES {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: `users` lie in [1, {MAX_FILES}]"
+        )));
+    }
+    Ok(v)
+}
+fn max_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    let v = NonZeroU32::deserialize(d)?;
+    if v.get() > MAX_TOKENS {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: `max_tokens` lies in [1, {MAX_TOKENS}]"
+        )));
+    }
+    Ok(v)
+}
+fn bounded_dist<'de, D: serde::Deserializer<'de>>(d: D, max: u32, what: &str) -> Result<Dist, D::Error> {
+    let v = Dist::deserialize(d)?;
+    v.check_at_most(max)
+        .map_err(|e| serde::de::Error::custom(format!("{what}: {e}")))?;
+    Ok(v)
+}
+fn chunks<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Dist, D::Error> {
+    bounded_dist(d, MAX_CHUNKS_PER_FILE, "chunks per file")
+}
+fn tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Dist, D::Error> {
+    bounded_dist(d, MAX_TOKENS, "tokens")
 }
 
 /// When files arrive.
@@ -266,7 +344,7 @@ pub enum Arrival {
     },
 }
 
-/// A strictly positive, finite rate.
+/// A rate of arrivals per minute, from 0.001 (one file in about 17 hours) to 1,000,000.
 #[derive(Clone, Copy, Debug, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Rate(pub f64);
@@ -274,10 +352,10 @@ pub struct Rate(pub f64);
 impl TryFrom<f64> for Rate {
     type Error = String;
     fn try_from(v: f64) -> Result<Self, String> {
-        if v.is_finite() && v > 0.0 {
+        if v.is_finite() && (0.001..=1_000_000.0).contains(&v) {
             Ok(Rate(v))
         } else {
-            Err(format!("{v} must be a finite number > 0"))
+            Err(format!("{v} is out of range: `per_minute` lies in [0.001, 1000000]"))
         }
     }
 }
@@ -593,9 +671,11 @@ impl std::fmt::Display for OutageStatus {
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitsUpdate {
-    /// New TPM limit.
+    /// New TPM limit, 1 to 10^15.
+    #[serde(default, deserialize_with = "mock_llm::config::limit")]
     pub tpm: Option<NonZeroU64>,
-    /// New RPM limit.
+    /// New RPM limit, 1 to 10^15.
+    #[serde(default, deserialize_with = "mock_llm::config::limit")]
     pub rpm: Option<NonZeroU64>,
 }
 
@@ -663,9 +743,15 @@ impl Scenario {
     /// `NAME.key` sets the key `key` of the `[strategies.NAME]` table (and its live value in the
     /// parameter store, should the scenario set one); the strategy checks it when it is built.
     pub fn with_param(&self, param: &str, value: f64) -> Result<Scenario, SimError> {
+        // Huge values in scientific notation: `1e308` rather than 309 digits.
+        let shown = if value.abs() >= 1e15 {
+            format!("{value:e}")
+        } else {
+            value.to_string()
+        };
         let bad = |why: &str| SimError::Scenario {
             origin: self.source.origin.clone(),
-            message: format!("cannot set {param} to {value}: {why}"),
+            message: format!("cannot set {param} to {shown}: {why}"),
         };
         let whole = |v: f64| -> Result<u64, SimError> {
             if v.fract() == 0.0 && v >= 1.0 && v <= u64::MAX as f64 {
@@ -684,8 +770,17 @@ impl Scenario {
             "throttle-threshold" => {
                 s.params.throttle_threshold = crate::params::Fraction::try_from(value).map_err(|e| bad(&e))?
             }
-            "tpm" => s.provider.tpm = NonZeroU64::new(whole(value)?),
-            "rpm" => s.provider.rpm = NonZeroU64::new(whole(value)?),
+            "tpm" | "rpm" => {
+                let v = whole(value)?;
+                if v > mock_llm::config::MAX_LIMIT {
+                    return Err(bad("a limit lies in [1, 10^15] per minute"));
+                }
+                if param == "tpm" {
+                    s.provider.tpm = NonZeroU64::new(v);
+                } else {
+                    s.provider.rpm = NonZeroU64::new(v);
+                }
+            }
             dotted
                 if dotted
                     .split_once('.')
@@ -715,6 +810,7 @@ impl Scenario {
                 });
             }
         }
+        crate::params::check_shared(Some(s.params.max_parallelism), Some(s.params.target_tpm)).map_err(|e| bad(&e))?;
         Ok(s)
     }
 }

@@ -85,7 +85,7 @@ fn impossible_values_are_named_with_their_line() {
         (
             ("per_minute = 20", "per_minute = 0"),
             "line 11",
-            "must be a finite number > 0",
+            "lies in [0.001, 1000000]",
         ),
         (("at = \"1m\"", "at = \"soon\""), "line 18", "not a duration"),
         (("max-parallelism = 8", "max-parallelism = 0"), "line 19", "nonzero"),

@@ -26,6 +26,7 @@ pub mod aws;
 pub mod cookbook;
 pub mod error;
 pub mod fixed;
+pub mod range;
 pub mod retry;
 pub mod sqs;
 pub mod stepfn;
@@ -89,6 +90,12 @@ pub const NAMES: &[&str] = &["fixed", "cookbook", "adaptive", "stepfn", "sqs"];
 /// The whole scenario's strategy settings are checked first (see [`check_scenario`]), whichever
 /// strategy is built: a typo would otherwise be silently ignored.
 pub fn build(name: &str, scenario: &Scenario) -> Result<Box<dyn Strategy>, StrategyError> {
+    if !NAMES.contains(&name) {
+        return Err(StrategyError::Unknown {
+            name: name.to_owned(),
+            known: NAMES.join(", "),
+        });
+    }
     check_scenario(scenario)?;
     build_from(name, scenario, scenario.strategy_table(name))
 }
@@ -141,6 +148,11 @@ pub fn live_settings(name: &str) -> &'static [&'static str] {
 /// that strategy whose value its table would accept.
 pub fn check_scenario(scenario: &Scenario) -> Result<(), StrategyError> {
     check_tables(scenario)?;
+    // The tables themselves first, so that a bad table is blamed on itself, not on a live
+    // setting checked against it below.
+    for name in scenario.strategies.keys() {
+        build_from(name, scenario, scenario.strategy_table(name))?;
+    }
     let mut dotted: Vec<(String, f64, String)> = scenario
         .params
         .strategy
@@ -227,15 +239,72 @@ fn settings<T: DeserializeOwned + Default>(
     let Some((table, line)) = table else {
         return Ok(T::default());
     };
-    table
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| StrategyError::Settings {
+    table.clone().try_into().map_err(|e: toml::de::Error| {
+        // A table's deserializer does not say which key it refused: find it, and its line.
+        let (line, message) = match blame::<T>(table, &[]) {
+            Some((path, message)) => {
+                let last = path.last().expect("a blamed path names a key");
+                let key_line = line_of_key(&scenario.source.text, line, last)
+                    .or_else(|| line_of_key(&scenario.source.text, line, &path[0]))
+                    .unwrap_or(line);
+                (key_line, format!("`{}`: {message}", path.join(".")))
+            }
+            None => (line, e.message().trim_end().to_owned()),
+        };
+        StrategyError::Settings {
             origin: scenario.source.origin.clone(),
             name: name.to_owned(),
             line,
-            message: e.message().trim_end().to_owned(),
+            message,
+        }
+    })
+}
+
+/// The key of `table` (under `prefix`) whose value alone, with every other key at its default,
+/// makes `T` refuse the table, with the refusal; a nested table is searched for its own key.
+fn blame<T: DeserializeOwned>(table: &toml::Table, prefix: &[String]) -> Option<(Vec<String>, String)> {
+    for (key, value) in table {
+        let mut path = prefix.to_vec();
+        path.push(key.clone());
+        // `{prefix…: {key: value}}`: this one key, with every other at its default.
+        let mut alone = toml::Table::new();
+        alone.insert(key.clone(), value.clone());
+        for outer in prefix.iter().rev() {
+            let mut t = toml::Table::new();
+            t.insert(outer.clone(), toml::Value::Table(alone));
+            alone = t;
+        }
+        if let Err(e) = alone.try_into::<T>() {
+            if let toml::Value::Table(inner) = value
+                && let Some(found) = blame::<T>(inner, &path)
+            {
+                return Some(found);
+            }
+            return Some((path, e.message().trim_end().to_owned()));
+        }
+    }
+    None
+}
+
+/// The line, from `from` on, on which `key` is set (`key =` starting a line or after `{`/`,`).
+fn line_of_key(text: &str, from: usize, key: &str) -> Option<usize> {
+    text.lines()
+        .enumerate()
+        .skip(from.saturating_sub(1))
+        .find(|(_, l)| {
+            l.match_indices(key).any(|(at, _)| {
+                let before = l[..at].trim_end();
+                let after = l[at + key.len()..].trim_start();
+                let quoted = before.ends_with('"') && after.starts_with('"');
+                let (before, after) = if quoted {
+                    (before[..before.len() - 1].trim_end(), after[1..].trim_start())
+                } else {
+                    (before, after)
+                };
+                after.starts_with('=') && (before.is_empty() || before.ends_with('{') || before.ends_with(','))
+            })
         })
+        .map(|(i, _)| i + 1)
 }
 
 /// Runs `strategy` through `scenario` in simulated time.

@@ -50,16 +50,16 @@ request_timeout = "5s"
 [params]
 max-parallelism = 6
 [strategies.fixed]
-max_attempts = 100000
+max_attempts = 1000
 backoff = {{ initial = "100ms", max = "2s" }}
 [strategies.cookbook]
-max_attempts = 100000
+max_attempts = 1000
 [strategies.stepfn]
 definition = "tests/data/patient.asl.json"   # the shipped pipeline, retrying 429s patiently
 redrive_after = "1s"      # and redriven until done (a file fails at once on other errors)
-max_redrives = 100000
+max_redrives = 1000
 [strategies.sqs]
-max_receive_count = 100000
+max_receive_count = 1000
 {crash}"#
     ))
 }

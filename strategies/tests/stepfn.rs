@@ -251,10 +251,10 @@ fn express_is_at_least_once_when_asked_and_duplicates_cost_tokens_not_results() 
 
 #[test]
 fn a_lambda_past_its_timeout_is_stopped_and_fails() {
-    // A 500 ms function timeout against 1 s LLM calls: every validator is stopped
-    // (Sandbox.Timedout, a task failure its retrier tries twice more), so every file fails;
-    // the stopped calls are billed but bought nothing.
-    let r = run(&scenario("[strategies.stepfn.lambda]\ntimeout = \"500ms\"\n"));
+    // A 1 s function timeout (Lambda's shortest) against 1 s LLM calls plus the handler's own
+    // 20 ms: every validator is stopped (Sandbox.Timedout, a task failure its retrier tries
+    // twice more), so every file fails; the stopped calls are billed but bought nothing.
+    let r = run(&scenario("[strategies.stepfn.lambda]\ntimeout = \"1s\"\n"));
     assert_eq!(r.summary.files_failed, 3);
     assert_eq!(r.summary.chunks_validated, 0);
     assert_eq!(r.summary.llm_requests, 9 * 3, "each chunk tried 3 times");

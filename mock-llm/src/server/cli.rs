@@ -3,7 +3,7 @@
 use std::num::NonZeroU64;
 
 use crate::MockError;
-use crate::config::{LatencyConfig, Millis, Probability, Profile, ProviderConfig, ServerStatus, TpmCharge};
+use crate::config::{LatencyConfig, Millis, Probability, Profile, ProviderConfig, ServerStatus, Sigma, TpmCharge};
 use crate::server::{ServerConfig, Tokenizer};
 
 /// An OpenAI-compatible chat-completions server that enforces TPM/RPM limits the way OpenAI does
@@ -151,7 +151,7 @@ pub fn provider(args: &Args) -> Result<ProviderConfig, MockError> {
         l.per_output_token_ms = Millis::try_from(v).map_err(|e| bad("per-token-ms", e))?;
     }
     if let Some(v) = args.sigma {
-        l.sigma = Millis::try_from(v).map_err(|e| bad("sigma", e))?;
+        l.sigma = Sigma::try_from(v).map_err(|e| bad("sigma", e))?;
     }
     if let Some(v) = args.reject_ms {
         l.reject_ms = Millis::try_from(v).map_err(|e| bad("reject-ms", e))?;

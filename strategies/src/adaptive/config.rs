@@ -37,7 +37,7 @@ pub struct AdaptiveConfig {
     pub decrease: Decrease,
     /// Attempts per chunk that may fail other than by a 429 (5xx, timeouts), the first included.
     /// A 429 does not count: it is a pacing signal. Default 20.
-    #[serde(default = "default_attempts")]
+    #[serde(default = "default_attempts", deserialize_with = "crate::range::attempts")]
     pub max_attempts: NonZeroU32,
     /// Delays between attempts (hints honoured up to 120 s, as openai-python).
     #[serde(default)]

@@ -20,7 +20,7 @@ pub struct CookbookConfig {
     #[serde(default)]
     pub max_tokens_per_minute: Option<Budget>,
     /// `--max_attempts`: attempts per request, the first included. Default 5.
-    #[serde(default = "default_attempts")]
+    #[serde(default = "default_attempts", deserialize_with = "crate::range::attempts")]
     pub max_attempts: NonZeroU32,
     /// `seconds_to_pause_after_rate_limit_error`: after a 429, no new request is sent until this
     /// long after it. Default `"15s"`.

@@ -10,7 +10,7 @@ use crate::retry::Backoff;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FixedConfig {
-    /// Attempts per chunk, the first included. Default 8.
+    /// Attempts per chunk, the first included, 1 to 1,000. Default 8.
     #[serde(default = "default_attempts")]
     pub max_attempts: Attempts,
     /// Delays between attempts.
@@ -18,10 +18,10 @@ pub struct FixedConfig {
     pub backoff: Backoff,
 }
 
-/// A number of attempts (at least 1). Default 8.
+/// A number of attempts, 1 to [`crate::range::MAX_ATTEMPTS`]. Default 8.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Attempts(pub NonZeroU32);
+pub struct Attempts(#[serde(deserialize_with = "crate::range::attempts")] pub NonZeroU32);
 
 impl Default for Attempts {
     fn default() -> Self {

@@ -52,8 +52,10 @@ impl Strategy for Fixed {
 async fn run(ctx: RunContext, config: FixedConfig) {
     let workers = ctx.params().get().max_parallelism.get();
     ctx.set_concurrency_limit(workers);
+    // Workers beyond the chunk count would never find work: they cost nothing.
+    let needed = u32::try_from(ctx.workload().chunks_total()).unwrap_or(u32::MAX);
     let queue = Arc::new(WorkQueue::default());
-    let pool: Vec<_> = (0..workers)
+    let pool: Vec<_> = (0..workers.min(needed))
         .map(|_| ctx.spawn(worker(ctx.clone(), queue.clone(), config)))
         .collect();
     // Keep one file ahead of the workers: enough to never leave them idle while files are

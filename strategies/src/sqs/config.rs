@@ -39,8 +39,11 @@ pub struct SqsConfig {
     #[serde(default = "default_visibility")]
     pub visibility_timeout: Dur,
     /// The redrive policy's maxReceiveCount: past it a message goes to the dead-letter queue and
-    /// its chunk fails. Default 5.
-    #[serde(default = "default_receives")]
+    /// its chunk fails, 1 to 1,000 (the SQS range). Default 5.
+    #[serde(
+        default = "default_receives",
+        deserialize_with = "crate::range::u32_in::<_, 1, 1_000>"
+    )]
     pub max_receive_count: u32,
     /// The chance that a delivery leaves its message visible (at-least-once). Default 0.
     #[serde(default)]
@@ -53,8 +56,8 @@ pub struct SqsConfig {
     pub on_throttle: OnThrottle,
     /// How many times an operator moves a chunk's message from the dead-letter queue back to
     /// the chunk queue (a DLQ redrive, `StartMessageMoveTask`) before the chunk fails for good.
-    /// Default 0: the DLQ is final.
-    #[serde(default)]
+    /// From 0 to 1,000. Default 0: the DLQ is final.
+    #[serde(default, deserialize_with = "crate::range::u32_in::<_, 0, 1_000>")]
     pub dlq_redrives: u32,
     /// How long after a message reaches the dead-letter queue it is moved back (at most 15 min:
     /// modelled as a send with that DelaySeconds). Default `"5m"`.
@@ -67,11 +70,12 @@ pub struct SqsConfig {
     pub batching_window: Dur,
     /// The table's provisioned read capacity units per second; with `table_write_capacity`,
     /// the table is provisioned (300 s of burst, then throttled: the validators' SDK retries).
-    /// Default none: on-demand, never throttled.
-    #[serde(default)]
+    /// From 1 to 1,000,000. Default none: on-demand, never throttled.
+    #[serde(default, deserialize_with = "crate::range::opt_u64_in::<_, 1, 1_000_000>")]
     pub table_read_capacity: Option<u64>,
-    /// The table's provisioned write capacity units per second (see `table_read_capacity`).
-    #[serde(default)]
+    /// The table's provisioned write capacity units per second, 1 to 1,000,000 (see
+    /// `table_read_capacity`).
+    #[serde(default, deserialize_with = "crate::range::opt_u64_in::<_, 1, 1_000_000>")]
     pub table_write_capacity: Option<u64>,
     /// The Lambda account.
     #[serde(default)]

@@ -38,8 +38,11 @@ pub enum Role {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LambdaConfig {
-    /// Concurrent executions the account allows. Default 1,000 (Lambda quotas).
-    #[serde(default = "default_account")]
+    /// Concurrent executions the account allows, 1 to 1,000,000. Default 1,000 (Lambda quotas).
+    #[serde(
+        default = "default_account",
+        deserialize_with = "crate::range::u32_in::<_, 1, 1_000_000>"
+    )]
     pub account_concurrency: u32,
     /// Reserved concurrency by role name (`validate-chunk = 100`). Default none.
     #[serde(default)]
@@ -51,12 +54,18 @@ pub struct LambdaConfig {
     /// How long an idle environment stays warm. Default `"10m"` (*unverified*).
     #[serde(default = "default_idle")]
     pub idle_timeout: Dur,
-    /// Memory of every function in MB (GB-seconds). Default 512.
-    #[serde(default = "default_memory")]
+    /// Memory of every function in MB (GB-seconds), 128 to 10,240 (the Lambda limits). Default 512.
+    #[serde(
+        default = "default_memory",
+        deserialize_with = "crate::range::u32_in::<_, 128, 10_240>"
+    )]
     pub memory_mb: u32,
     /// The functions' timeout: an invocation running longer is stopped and fails with
-    /// `Sandbox.Timedout` (Lambda's error name). Default `"300s"` (Lambda allows up to 900 s).
-    #[serde(default = "default_timeout")]
+    /// `Sandbox.Timedout` (Lambda's error name), 1 s to 900 s (the Lambda limits). Default `"300s"`.
+    #[serde(
+        default = "default_timeout",
+        deserialize_with = "crate::range::dur_in::<_, 1_000, 900_000>"
+    )]
     pub timeout: Dur,
     /// The handler's own time besides its LLM calls. Default `"20ms"`.
     #[serde(default = "default_handler")]
@@ -111,8 +120,8 @@ pub struct StepFnConfig {
     /// cannot redrive Express executions). Default: never.
     #[serde(default)]
     pub redrive_after: Option<Dur>,
-    /// Redrives per file, at most. Default 3.
-    #[serde(default = "default_redrives")]
+    /// Redrives per file, at most, 1 to 1,000. Default 3.
+    #[serde(default = "default_redrives", deserialize_with = "crate::range::attempts")]
     pub max_redrives: NonZeroU32,
     /// Express only: the share of executions that run twice (Express is at-least-once: AWS
     /// documents that an execution may run more than once, not how often). From 0 to 1.
@@ -122,7 +131,11 @@ pub struct StepFnConfig {
     /// Execution histories kept in the report (`stepfn-history.jsonl`): the first this many
     /// executions' (a history of a 50-chunk file is about 500 KB); the rest are never recorded
     /// and are counted in `histories_dropped`. Default 20.
-    #[serde(default = "default_histories")]
+    /// From 0 to 10,000.
+    #[serde(
+        default = "default_histories",
+        deserialize_with = "crate::range::u32_in::<_, 0, 10_000>"
+    )]
     pub max_histories: u32,
     /// The Lambda account.
     #[serde(default)]
