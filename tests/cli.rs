@@ -561,3 +561,60 @@ fn the_cancel_scenario_cancels_work_in_flight_and_tenants_rejects_under_every_st
         assert!(r.summary.files_rejected > 0, "{} rejects nothing", r.strategy);
     }
 }
+
+#[test]
+fn every_shipped_scenario_shows_what_its_description_says_under_every_strategy() {
+    // Each assertion is a claim of a scenario's description or header comment, checked on its
+    // output under every strategy (`cancel` and `tenants` are checked above).
+    let runs = |name: &str| {
+        let s = load_scenario(name).expect("built-in");
+        run_scenario(&s, &[], false).expect("runs").runs
+    };
+    // outage: "Shows retries, failed requests and recovery". The pace comes back at once under
+    // steady arrivals (recovery_s 0 is true there); the backlog takes time to work off, except
+    // for a strategy that failed the files it could not finish.
+    for r in runs("outage") {
+        let s = &r.summary;
+        assert!(
+            s.llm_errors > 0 && s.retries > 0,
+            "{}: no failed request or retry",
+            r.strategy
+        );
+        assert!(s.recovery_s.is_some(), "{}", r.strategy);
+        let cleared = s.backlog_cleared_s.expect("the outage is inside every run");
+        assert!(
+            cleared > 0.0 || s.files_failed > 0,
+            "{}: no backlog to work off, and nothing failed",
+            r.strategy
+        );
+    }
+    // crash-resume: "crashes at 3m and 7m, back after 30s".
+    for r in runs("crash-resume") {
+        assert_eq!(r.summary.restarts, 2, "{}", r.strategy);
+        assert!(r.summary.recovery_s.is_some(), "{}", r.strategy);
+        assert!(r.summary.backlog_cleared_s.is_some_and(|x| x > 0.0), "{}", r.strategy);
+    }
+    // tpm-cut: "the limit halves to 30k at 5m": every run still going at 5m has a recovery
+    // figure; `stepfn` and `sqs` fail their files before it with their default retry policies.
+    for r in runs("tpm-cut") {
+        let s = &r.summary;
+        assert_eq!(s.recovery_s.is_some(), s.makespan_s > 300.0, "{}", r.strategy);
+    }
+    // tpm-squeeze: "tokens bind every strategy; a fixed pool is throttled heavily";
+    // rpm-squeeze: "the request limit binds"; azure: its 1 s RPM window throttles everyone.
+    for name in ["tpm-squeeze", "rpm-squeeze"] {
+        for r in runs(name) {
+            assert!(
+                r.summary.limit_utilization > 0.7,
+                "{name}: {} left the limit idle",
+                r.strategy
+            );
+            if r.strategy == "fixed" {
+                assert!(r.summary.llm_throttled > 1_000, "{name}: {}", r.summary.llm_throttled);
+            }
+        }
+    }
+    for r in runs("azure") {
+        assert!(r.summary.llm_throttled > 0, "azure: {} never throttled", r.strategy);
+    }
+}

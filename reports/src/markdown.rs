@@ -256,6 +256,23 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
                 secs(rec)
             ));
         }
+        if let Some(cleared) = x.backlog_cleared_s {
+            // Beside the failures: failing what waited also clears a backlog.
+            let failed = if x.files_failed > 0 {
+                format!(
+                    " (and failed {} file{})",
+                    x.files_failed,
+                    if x.files_failed == 1 { "" } else { "s" }
+                )
+            } else {
+                String::new()
+            };
+            out.push(format!(
+                "**{}** worked off the backlog of its worst outage or crash {} after it ended{failed}.",
+                label(r),
+                secs(cleared)
+            ));
+        }
     }
     if runs.iter().all(|r| r.summary.llm_throttled == 0) {
         out.push("No run was throttled: the limits never bound.".into());

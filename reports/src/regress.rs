@@ -63,6 +63,11 @@ pub const METRICS: &[Metric] = &[
         value: |s| s.recovery_s,
     },
     Metric {
+        name: "backlog",
+        better: Better::Lower,
+        value: |s| s.backlog_cleared_s,
+    },
+    Metric {
         name: "files-completed",
         better: Better::Higher,
         value: |s| Some(s.files_completed as f64),

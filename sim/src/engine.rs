@@ -222,6 +222,13 @@ pub fn disruptions(scenario: &Scenario) -> Vec<(Duration, Duration)> {
         .collect()
 }
 
+/// The files' arrival times, in order.
+pub fn arrival_times(workload: &Workload) -> Vec<Duration> {
+    let mut v: Vec<Duration> = workload.files().iter().map(|f| f.arrival).collect();
+    v.sort();
+    v
+}
+
 /// What a run has to recover from (see `sim::recovery`): the outages and crashes, and every
 /// change of the provider's limits with the limits in force after it.
 pub fn recoveries(scenario: &Scenario, workload: &Workload) -> Vec<crate::recovery::Disruption> {
@@ -352,6 +359,13 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let timeseries = st.recorder.series_until(makespan);
     let recovery_s =
         crate::recovery::longest_recovery(&timeseries, &recoveries(scenario, workload), makespan).map(round6);
+    let backlog_cleared_s = crate::recovery::longest_backlog_clearance(
+        &timeseries,
+        &recoveries(scenario, workload),
+        &arrival_times(workload),
+        makespan,
+    )
+    .map(round6);
     let makespan_s = makespan.as_secs_f64();
     let ratio = |bound: Duration| {
         if makespan_s > 0.0 {
@@ -400,6 +414,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         cost,
         orchestration_units: st.units.clone(),
         recovery_s,
+        backlog_cleared_s,
         restarts: st.restarts,
         users,
         fairness,

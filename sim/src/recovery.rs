@@ -19,6 +19,13 @@
 //!
 //! A run that ends before recovering counts as recovered at its end (there was no more work to
 //! recover for). `recovery_s` is the longest over all disruptions.
+//!
+//! **Backlog** ([`longest_backlog_clearance`], `backlog_cleared_s`): after an outage or a crash,
+//! seconds from its end until the files waiting (arrived, not yet ended) are no more than the
+//! most there were over the 60 s before it. Under steady arrivals the pace comes back at once
+//! (the retries of the work held up validate faster than new work arrives), while the files
+//! that queued up meanwhile are still waiting: this is when they are worked off. A strategy that
+//! fails what it could not finish has no backlog to work off, so read it beside the failures.
 
 use std::time::Duration;
 
@@ -70,6 +77,45 @@ pub fn longest_recovery(series: &[SecondRow], disruptions: &[Disruption], run_en
                 rpm,
                 largest_charge,
             } => limits_recovery(series, at, (tpm, rpm), largest_charge, run_end),
+        })
+        .reduce(f64::max)
+}
+
+/// Seconds from the end of each outage or crash that began before `run_end` until its backlog
+/// was worked off (see the module docs), the longest of them; `None` when there was none.
+/// `arrivals` are the files' arrival times, in order.
+pub fn longest_backlog_clearance(
+    series: &[SecondRow],
+    disruptions: &[Disruption],
+    arrivals: &[Duration],
+    run_end: Duration,
+) -> Option<f64> {
+    // Files arrived by the end of second s, less files ended by then.
+    let mut ended = Vec::with_capacity(series.len());
+    let mut total = 0i64;
+    for r in series {
+        total += i64::from(r.files_done);
+        ended.push(total);
+    }
+    let backlog = |s: u64| {
+        let arrived = arrivals.partition_point(|a| a.as_secs() <= s) as i64;
+        let done = ended.get(s as usize).or(ended.last()).copied().unwrap_or(0);
+        arrived - done
+    };
+    let last = run_end.as_secs();
+    disruptions
+        .iter()
+        .filter(|d| d.start() < run_end)
+        .filter_map(|d| match *d {
+            Disruption::Down { start, end } => Some((start, end)),
+            Disruption::Limits { .. } => None,
+        })
+        .map(|(start, end)| {
+            let start_s = start.as_secs();
+            let pre_from = start_s.saturating_sub(60);
+            let before = (pre_from..start_s.max(pre_from + 1)).map(backlog).max().unwrap_or(0);
+            let cleared = (end.as_secs()..=last).find(|&s| backlog(s) <= before).unwrap_or(last);
+            (cleared as f64 - end.as_secs_f64()).max(0.0)
         })
         .reduce(f64::max)
 }
@@ -166,6 +212,45 @@ mod tests {
         };
         let r = longest_recovery(&s, &[down], secs(124)).expect("one disruption");
         assert_eq!(r, 13.0);
+    }
+
+    #[test]
+    fn a_backlog_left_by_an_outage_is_cleared_when_the_waiting_files_are_worked_off() {
+        // One file a second arrives and ends the same second, one chunk each, for 60 s; a 20 s
+        // outage ends none, and afterwards the run ends 2 files a second (1 new + 1 of the
+        // backlog). The pace is back at once (2 chunks/s against 1 before), but 20 files are
+        // waiting at the outage's end, one fewer each second: the backlog is back to its level
+        // before (0) at second 99, 19 s after the end.
+        let secs = Duration::from_secs;
+        let arrivals: Vec<Duration> = (0..130).map(secs).collect();
+        let rows: Vec<SecondRow> = (0..130u32)
+            .map(|s| {
+                let per = match s {
+                    0..60 => 1,
+                    60..80 => 0,
+                    80..100 => 2,
+                    _ => 1,
+                };
+                SecondRow {
+                    second: u64::from(s),
+                    chunks_validated: per,
+                    files_done: per,
+                    ..SecondRow::default()
+                }
+            })
+            .collect();
+        let down = Disruption::Down {
+            start: secs(60),
+            end: secs(80),
+        };
+        let cleared = longest_backlog_clearance(&rows, &[down], &arrivals, secs(129));
+        assert_eq!(cleared, Some(19.0));
+        assert_eq!(longest_recovery(&rows, &[down], secs(129)), Some(0.0), "the pace alone");
+        // A limit change builds no backlog figure.
+        assert_eq!(
+            longest_backlog_clearance(&rows, &[limits(100, 30_000, 1_000)], &arrivals, secs(129)),
+            None
+        );
     }
 
     #[test]

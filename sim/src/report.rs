@@ -248,6 +248,11 @@ pub struct Summary {
     /// Seconds from the end of the worst outage or crash until validation was back at 90% of its
     /// earlier pace (see `sim::recovery`); null when the scenario has neither.
     pub recovery_s: Option<f64>,
+    /// After an outage or a crash, seconds from its end until the files waiting are back to
+    /// their level before it (the longest over all; `None`: no outage or crash). See
+    /// `sim::recovery`.
+    #[serde(default)]
+    pub backlog_cleared_s: Option<f64>,
     /// Orchestrator restarts after crashes.
     pub restarts: u32,
     /// Per user with required work: files, completions, and throughput while the user had work.
