@@ -33,14 +33,15 @@ pub struct Cli {
 pub enum Command {
     /// Run a scenario under strategies and write a report folder.
     ///
-    /// Prints a comparison table (or the report as JSON with --json) and writes
-    /// OUT/report.json and OUT/timeseries.csv.
+    /// Prints a comparison table (or the report as JSON with --json) and writes the report folder
+    /// OUT: report.json, timeseries.csv, report.md and report.html.
     Run(RunArgs),
     /// Run a scenario once per value of one parameter, and write one report for all of them.
     ///
     /// Shows how throughput, 429s and makespan move with, e.g., max-parallelism.
     Sweep(SweepArgs),
-    /// Rebuild a report folder (report.html, report.md, timeseries.csv) from its report.json.
+    /// Rebuild a report folder (report.html, report.md, timeseries.csv) from its report.json
+    /// (given the folder or the file).
     Report(ReportArgs),
     /// Compare a report against a baseline; exit 1 if a watched metric got worse.
     ///
@@ -165,15 +166,15 @@ pub struct ReportArgs {
 /// Arguments of `orchbench regress`.
 #[derive(Debug, clap::Args)]
 pub struct RegressArgs {
-    /// The baseline report.json (e.g. from the main branch).
+    /// The baseline report.json, or its report folder (e.g. from the main branch).
     pub baseline: PathBuf,
-    /// The report.json to check.
+    /// The report.json to check, or its report folder.
     pub current: PathBuf,
     /// How much worse a metric may get, relative to the baseline: `5%` or `0.05`.
     #[arg(long, default_value = "5%", value_parser = reports::regress::parse_tolerance)]
     pub max_drop: f64,
     /// A metric to watch; repeat for several. Default: throughput, efficiency, makespan, 429s,
-    /// cancel-latency. Also: recovery, files-completed, tokens-wasted, p99-latency, cost.
+    /// cancel-latency. Also: recovery, backlog, files-completed, tokens-wasted, p99-latency, cost.
     #[arg(long = "metric", value_name = "NAME")]
     pub metrics: Vec<String>,
 }
@@ -393,6 +394,11 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
 
 /// The named strategies (all when none are named), with their settings from the scenario.
 fn select(scenario: &Scenario, names: &[String]) -> anyhow::Result<Vec<Box<dyn strategies::Strategy>>> {
+    for (i, name) in names.iter().enumerate() {
+        if names[..i].contains(name) {
+            bail!("--strategy {name} is named twice; each strategy runs once");
+        }
+    }
     Ok(if names.is_empty() {
         strategies::all(scenario)?
     } else {

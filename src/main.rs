@@ -6,6 +6,15 @@ fn main() -> ExitCode {
     let cli = orchbench::Cli::parse();
     match orchbench::execute(cli, &mut std::io::stdout().lock()) {
         Ok(code) => ExitCode::from(code),
+        // The reader went away (`orchbench run --json | head`): nothing left to say to it.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // 2, not 1: `orchbench regress` uses 1 for "a metric regressed".
             eprintln!("error: {e:#}");

@@ -618,3 +618,48 @@ fn every_shipped_scenario_shows_what_its_description_says_under_every_strategy()
         assert!(r.summary.llm_throttled > 0, "azure: {} never throttled", r.strategy);
     }
 }
+
+#[test]
+fn report_and_regress_take_a_folder_or_its_report_json_and_errors_say_things_once() {
+    let dir = temp_dir("either");
+    let (code, _) = run_cli(&["run", "tenants", "-s", "fixed", "--out", dir.to_str().expect("utf-8")]).expect("runs");
+    assert_eq!(code, 0);
+    let json = dir.join("report.json");
+    // `report DIR/report.json` once failed with `report.json/report.json: Not a directory`.
+    let (code, out) = run_cli(&["report", json.to_str().expect("utf-8")]).expect("the file names its folder");
+    assert_eq!(code, 0);
+    assert!(out.contains("report.html"), "{out}");
+    let (code, out) = run_cli(&["regress", dir.to_str().expect("utf-8"), dir.to_str().expect("utf-8")])
+        .expect("folders stand for their report.json");
+    assert_eq!(code, 0, "{out}");
+    // The cause once appeared twice: `No such file … (os error 2): No such file … (os error 2)`.
+    let e = format!("{:#}", run_cli(&["report", "/no/such/dir"]).expect_err("missing"));
+    assert_eq!(e.matches("os error 2").count(), 1, "{e}");
+    let e = format!(
+        "{:#}",
+        run_cli(&["run", "tenants", "-s", "fixed", "-s", "fixed"]).expect_err("twice")
+    );
+    assert!(e.contains("--strategy fixed is named twice"), "{e}");
+}
+
+#[test]
+fn a_reader_that_stops_early_ends_the_run_quietly() {
+    // `orchbench run --json | head -1` printed `error: Broken pipe` and exited 2.
+    use std::io::Read;
+    use std::process::{Command, Stdio};
+    let dir = temp_dir("pipe");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_orchbench"))
+        .args(["run", "tenants", "--json", "--out", dir.to_str().expect("utf-8")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the binary starts");
+    let mut stdout = child.stdout.take().expect("piped");
+    let mut first = [0u8; 1];
+    stdout.read_exact(&mut first).expect("the JSON starts");
+    drop(stdout);
+    let out = child.wait_with_output().expect("it ends");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{:?}: {stderr}", out.status);
+    assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}

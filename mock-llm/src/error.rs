@@ -7,7 +7,7 @@ pub enum MockError {
     #[error("{0}")]
     Config(String),
     /// The server could not bind or serve.
-    #[error("{what}: {source}")]
+    #[error("{what}")]
     Io {
         /// What was being done.
         what: String,

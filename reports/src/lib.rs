@@ -49,8 +49,16 @@ pub fn to_json(report: &ReportFile) -> String {
     s
 }
 
-/// Reads a `report.json`.
+/// Reads a `report.json`, given its path or its report folder.
 pub fn read_json(path: &Path) -> Result<ReportFile, ReportError> {
+    // A report folder stands for its report.json.
+    let folder;
+    let path = if path.is_dir() {
+        folder = path.join("report.json");
+        folder.as_path()
+    } else {
+        path
+    };
     let text = std::fs::read_to_string(path).map_err(|source| ReportError::Io {
         path: path.to_owned(),
         source,
@@ -98,8 +106,16 @@ pub fn write_dir(dir: &Path, report: &ReportFile) -> Result<Written, ReportError
     Ok(written)
 }
 
-/// Rebuilds every file of a report folder from its `report.json`.
+/// Rebuilds every file of a report folder from its `report.json` (given the folder or the file).
 pub fn rebuild_dir(dir: &Path) -> Result<Written, ReportError> {
+    // `report DIR/report.json` means its folder.
+    let dir = if dir.is_file() {
+        dir.parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."))
+    } else {
+        dir
+    };
     let report = read_json(&dir.join("report.json"))?;
     write_dir(dir, &report)
 }

@@ -14,7 +14,7 @@ pub enum SimError {
         message: String,
     },
     /// The scenario file could not be read.
-    #[error("cannot read scenario {path}: {source}")]
+    #[error("cannot read scenario {path}")]
     Read {
         /// The path.
         path: String,
@@ -46,6 +46,6 @@ pub enum SimError {
     #[error("{0}")]
     Strategy(String),
     /// The runtime could not be built.
-    #[error("cannot start the runtime: {0}")]
+    #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),
 }

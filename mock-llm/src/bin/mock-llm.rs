@@ -20,7 +20,14 @@ fn main() -> ExitCode {
     match mock_llm::server::cli::run_blocking(&cli.args, &mut std::io::stdout()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            // The error and its causes, as `anyhow`'s `{:#}` prints them.
+            let mut message = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                message.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            eprintln!("error: {message}");
             ExitCode::from(2)
         }
     }
