@@ -581,6 +581,8 @@ fn every_shipped_scenario_shows_what_its_description_says_under_every_strategy()
             r.strategy
         );
         assert!(s.recovery_s.is_some(), "{}", r.strategy);
+        // Every error there is a 5xx (the outage's 503s and the random 500s), counted by kind.
+        assert_eq!(s.errors_by_kind.get("5xx"), Some(&s.llm_errors), "{}", r.strategy);
         let cleared = s.backlog_cleared_s.expect("the outage is inside every run");
         assert!(
             cleared > 0.0 || s.files_failed > 0,
@@ -662,4 +664,41 @@ fn a_reader_that_stops_early_ends_the_run_quietly() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{:?}: {stderr}", out.status);
     assert!(!stderr.contains("Broken pipe"), "{stderr}");
+}
+
+#[test]
+fn errors_are_counted_by_kind_in_the_report_the_table_and_the_reading() {
+    // Hung calls end at the client's timeout, random failures are 5xx: two kinds, which add up
+    // to the errors, and which the table and the Reading name.
+    let text = r#"
+name = "kinds"
+seed = 5
+[workload]
+files = 6
+chunks_per_file = { dist = "fixed", value = 5 }
+prompt_tokens = { dist = "fixed", value = 200 }
+completion_tokens = { dist = "fixed", value = 20 }
+max_tokens = 40
+[provider]
+error_rate = 0.2
+hang_rate = 0.1
+[client]
+request_timeout = "5s"
+"#;
+    let s = sim::Scenario::parse(text, "kinds").expect("valid");
+    let report = run_scenario(&s, &["fixed".to_owned()], false).expect("runs");
+    let summary = &report.runs[0].summary;
+    let kinds = &summary.errors_by_kind;
+    assert!(
+        kinds.get("5xx").is_some_and(|n| *n > 0) && kinds.get("timeout").is_some_and(|n| *n > 0),
+        "{kinds:?}"
+    );
+    assert_eq!(kinds.values().sum::<u64>(), summary.llm_errors);
+    let table = reports::table::comparison(&report);
+    assert!(table.contains("errors by kind: fixed 5xx"), "{table}");
+    let reading = reports::markdown::reading(&report).join("\n");
+    assert!(
+        reading.contains("Errors by kind") && reading.contains("timeout"),
+        "{reading}"
+    );
 }

@@ -100,12 +100,71 @@ pub enum LlmError {
     /// No answer within the client's timeout.
     #[error("timed out")]
     Timeout,
-    /// The connection failed or broke.
+    /// No connection could be made (refused, unreachable, DNS): retrying may help.
+    #[error("cannot connect: {0}")]
+    Connect(String),
+    /// The TLS handshake failed (an untrusted or invalid certificate): retrying cannot help.
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    /// A connection broke during the call.
     #[error("transport error: {0}")]
     Transport(String),
-    /// An answer that could not be understood, or a 4xx that retrying cannot fix.
+    /// A 4xx other than a rate limit (or an exhausted quota): the request or the account is at
+    /// fault, and retrying cannot fix it.
+    #[error("client error {status}: {message}")]
+    Client {
+        /// The status.
+        status: u16,
+        /// The server's words.
+        message: String,
+    },
+    /// An answer that could not be understood.
     #[error("bad response: {0}")]
     BadResponse(String),
+}
+
+/// What kind of failure a call met, as load testers count them: the key of `errors_by_kind` in a
+/// report. 429 rate limits are counted apart (`llm_throttled`), the rest as errors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// 429 rate limited.
+    RateLimited,
+    /// No connection (refused, unreachable).
+    Connect,
+    /// TLS handshake failure.
+    Tls,
+    /// No answer within the client's timeout.
+    Timeout,
+    /// A 4xx other than a rate limit.
+    #[serde(rename = "4xx")]
+    Client,
+    /// A 5xx (or 408, 409).
+    #[serde(rename = "5xx")]
+    Server,
+    /// A request larger than the whole limit.
+    TooLarge,
+    /// A connection broken mid-call.
+    Broken,
+    /// An answer that could not be understood.
+    BadResponse,
+}
+
+impl ErrorKind {
+    /// The name reports use (`errors_by_kind` keys).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorKind::RateLimited => "rate_limited",
+            ErrorKind::Connect => "connect",
+            ErrorKind::Tls => "tls",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Client => "4xx",
+            ErrorKind::Server => "5xx",
+            ErrorKind::TooLarge => "too_large",
+            ErrorKind::Broken => "broken",
+            ErrorKind::BadResponse => "bad_response",
+        }
+    }
 }
 
 impl LlmError {
@@ -114,8 +173,27 @@ impl LlmError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            LlmError::Throttled { .. } | LlmError::Server { .. } | LlmError::Timeout | LlmError::Transport(_)
+            LlmError::Throttled { .. }
+                | LlmError::Server { .. }
+                | LlmError::Timeout
+                | LlmError::Connect(_)
+                | LlmError::Transport(_)
         )
+    }
+
+    /// Its kind, for counting.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            LlmError::Throttled { .. } => ErrorKind::RateLimited,
+            LlmError::TooLarge { .. } => ErrorKind::TooLarge,
+            LlmError::Server { status, .. } if *status >= 500 => ErrorKind::Server,
+            LlmError::Server { .. } | LlmError::Client { .. } => ErrorKind::Client,
+            LlmError::Timeout => ErrorKind::Timeout,
+            LlmError::Connect(_) => ErrorKind::Connect,
+            LlmError::Tls(_) => ErrorKind::Tls,
+            LlmError::Transport(_) => ErrorKind::Broken,
+            LlmError::BadResponse(_) => ErrorKind::BadResponse,
+        }
     }
 
     /// The server's retry hint, if it gave one.

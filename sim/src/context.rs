@@ -489,7 +489,7 @@ impl State {
         id: FileId,
         sent: Duration,
         now: Duration,
-        outcome: Option<Result<(mock_llm::Usage, u64), bool>>,
+        outcome: Option<Result<(mock_llm::Usage, u64), crate::backend::ErrorKind>>,
     ) {
         self.recorder.request_ended(sent, now, outcome);
         let f = self.file(id);
@@ -842,7 +842,7 @@ impl RunContext {
         }
         let outcome = match &result {
             Ok(r) => Ok((r.usage, charge)),
-            Err(e) => Err(e.is_throttle()),
+            Err(e) => Err(e.kind()),
         };
         self.with_state(|st| st.call_ended(file, sent, now, Some(outcome)));
         result

@@ -392,6 +392,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         llm_requests: rec.requests,
         llm_throttled: rec.throttled,
         llm_errors: rec.errors,
+        errors_by_kind: rec.errors_by_kind.clone(),
         retries: rec.retries,
         tokens_billed: billed,
         tokens_wasted: billed.saturating_sub(used),

@@ -188,9 +188,51 @@ impl LlmBackend for HttpBackend {
 fn transport(e: reqwest::Error) -> LlmError {
     if e.is_timeout() {
         LlmError::Timeout
+    } else if is_tls(&e) {
+        LlmError::Tls(chain(&e))
+    } else if e.is_connect() {
+        LlmError::Connect(chain(&e))
     } else {
-        LlmError::Transport(e.to_string())
+        LlmError::Transport(chain(&e))
     }
+}
+
+/// An error and its causes, `: `-separated (reqwest's own message says only "error sending
+/// request").
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// Whether a rustls error is among the causes (hyper-rustls wraps it in an `io::Error` inside
+/// another, and an `io::Error`'s `source()` skips what it wraps, so the inner errors of each
+/// `io::Error` are looked at too).
+fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(e);
+    while let Some(c) = cause {
+        if c.is::<rustls::Error>() {
+            return true;
+        }
+        // An io::Error may wrap another io::Error that wraps the rustls error.
+        let mut io = c.downcast_ref::<std::io::Error>();
+        while let Some(inner) = io.and_then(|e| e.get_ref()) {
+            if inner.is::<rustls::Error>() {
+                return true;
+            }
+            io = inner.downcast_ref::<std::io::Error>();
+        }
+        cause = c.source();
+    }
+    false
 }
 
 async fn read_json(resp: reqwest::Response) -> Result<(String, Option<Usage>), LlmError> {
@@ -320,14 +362,17 @@ fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders
     if should_retry == Some("false") {
         return if status == 429 {
             too_large(message)
+        } else if (400..500).contains(&status) {
+            LlmError::Client { status, message }
         } else {
             LlmError::BadResponse(format!("{status}: {message}"))
         };
     }
     match status {
-        429 if err["code"] == "insufficient_quota" => {
-            LlmError::BadResponse(format!("429 insufficient_quota: {message}"))
-        }
+        429 if err["code"] == "insufficient_quota" => LlmError::Client {
+            status,
+            message: format!("insufficient_quota: {message}"),
+        },
         429 if message.starts_with("Request too large") => too_large(message),
         429 => {
             let limit = match err["type"].as_str() {
@@ -354,6 +399,7 @@ fn classify(status: u16, h: &HeaderMap, body: &str, rate_limit: RateLimitHeaders
             retry_after,
             rate_limit,
         },
+        400..=499 => LlmError::Client { status, message },
         _ => LlmError::BadResponse(format!("{status}: {message}")),
     }
 }

@@ -123,6 +123,8 @@ pub struct Recorder {
     pub throttled: u64,
     /// Requests failed otherwise.
     pub errors: u64,
+    /// Those failures by kind (`ErrorKind::name`).
+    pub errors_by_kind: BTreeMap<String, u64>,
     /// Requests that were retries (attempt > 0).
     pub retries: u64,
     /// Tokens of successful answers.
@@ -152,6 +154,7 @@ impl Default for Recorder {
             requests: 0,
             throttled: 0,
             errors: 0,
+            errors_by_kind: BTreeMap::new(),
             retries: 0,
             tokens_answered: 0,
             prompt_tokens_answered: 0,
@@ -191,9 +194,14 @@ impl Recorder {
     }
 
     /// A request sent at `sent` ended at `now`: `Ok((usage, charge))` answered (`charge`: what
-    /// the provider counted against its TPM limit), `Err(true)` throttled, `Err(false)` failed;
-    /// `None` when the caller gave up on it (cancelled or crashed).
-    pub fn request_ended(&mut self, sent: Duration, now: Duration, outcome: Option<Result<(Usage, u64), bool>>) {
+    /// the provider counted against its TPM limit), `Err(kind)` throttled (`RateLimited`) or
+    /// failed; `None` when the caller gave up on it (cancelled or crashed).
+    pub fn request_ended(
+        &mut self,
+        sent: Duration,
+        now: Duration,
+        outcome: Option<Result<(Usage, u64), crate::backend::ErrorKind>>,
+    ) {
         self.in_flight = self.in_flight.saturating_sub(1);
         self.row(now);
         match outcome {
@@ -206,12 +214,13 @@ impl Recorder {
                 row.tokens += tokens;
                 row.charged += charge;
             }
-            Some(Err(true)) => {
+            Some(Err(crate::backend::ErrorKind::RateLimited)) => {
                 self.throttled += 1;
                 self.row(sent).throttled += 1;
             }
-            Some(Err(false)) => {
+            Some(Err(kind)) => {
                 self.errors += 1;
+                *self.errors_by_kind.entry(kind.name().to_owned()).or_default() += 1;
                 self.row(sent).errors += 1;
             }
             None => {}

@@ -198,6 +198,10 @@ pub struct Summary {
     pub llm_throttled: u64,
     /// Requests failed otherwise (5xx, timeouts, too large).
     pub llm_errors: u64,
+    /// Those failures by kind: `connect` (refused, unreachable), `tls`, `timeout`, `4xx`, `5xx`,
+    /// `too_large`, `broken` (a connection broken mid-call), `bad_response`. Only kinds seen.
+    #[serde(default)]
+    pub errors_by_kind: std::collections::BTreeMap<String, u64>,
     /// Requests that were retries.
     pub retries: u64,
     /// Tokens billed by the provider (prompt + completion of every answered request).

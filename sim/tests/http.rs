@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use mock_llm::LimitKind;
 use serde_json::json;
+use sim::backend::ErrorKind;
 use sim::http::{HttpBackend, HttpConfig};
 use sim::scenario::FileId;
 use sim::{ChatRequest, LlmBackend, LlmError};
@@ -165,9 +166,26 @@ async fn server_errors_are_retryable_and_client_errors_are_not() {
         .await
         .expect_err("400");
     assert!(
-        matches!(&e, LlmError::BadResponse(m) if m.contains("bad max_tokens")) && !e.is_retryable(),
+        matches!(&e, LlmError::Client { status: 400, message } if message.contains("bad max_tokens"))
+            && !e.is_retryable()
+            && e.kind() == ErrorKind::Client,
         "{e:?}"
     );
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_a_connect_error_of_its_own_kind() {
+    // Load testers count a refused connection apart from a server's 5xx: nobody answered.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binds");
+    let addr = listener.local_addr().expect("has an address");
+    drop(listener); // nothing listens there now
+    let e = backend(&format!("http://{addr}"), false, Duration::from_secs(5), 1.0)
+        .complete(request())
+        .await
+        .expect_err("refused");
+    assert!(matches!(e, LlmError::Connect(_)) && e.is_retryable(), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Connect);
+    assert!(e.to_string().to_lowercase().contains("refused"), "{e}");
 }
 
 #[tokio::test]
@@ -210,6 +228,7 @@ async fn a_connection_dropped_mid_stream_is_a_transport_error() {
         .await
         .expect_err("dropped");
     assert!(matches!(e, LlmError::Transport(_)) && e.is_retryable(), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Broken);
 }
 
 #[tokio::test]
@@ -298,7 +317,8 @@ async fn tls_endpoints_work_with_a_trusted_private_root() {
         .complete(request())
         .await
         .expect_err("untrusted certificate");
-    assert!(matches!(e, LlmError::Transport(_)), "{e:?}");
+    assert!(matches!(e, LlmError::Tls(_)) && !e.is_retryable(), "{e:?}");
+    assert_eq!(e.kind(), ErrorKind::Tls);
 }
 
 #[tokio::test]
