@@ -14,7 +14,9 @@ use crate::palette::colour;
 
 /// Points per series, at most.
 pub const MAX_POINTS: usize = 600;
-const SIZE: (u32, u32) = (920, 380);
+const SIZE: (u32, u32) = (1100, 380);
+/// The legend's column, right of the plot: a legend inside the plot covers data.
+const LEGEND_W: u32 = 200;
 
 /// One chart: an id for the page, a title, and the SVG.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,6 +27,9 @@ pub struct Chart {
     pub title: String,
     /// The SVG document.
     pub svg: String,
+    /// A bar chart's number of slots (one per run); `None` for a line chart. The page marks the
+    /// figure with it, so that a browser test can check every slot holds its bar.
+    pub slots: Option<usize>,
 }
 
 impl Chart {
@@ -198,7 +203,8 @@ fn line_chart(id: &str, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = frame(&root, title, 0.0..x_max, 0.0..y_max)?;
+        let (plot, side) = root.split_horizontally(SIZE.0 - LEGEND_W);
+        let mut chart = frame(&plot, title, 0.0..x_max, 0.0..y_max)?;
         chart
             .configure_mesh()
             .x_desc(x_desc)
@@ -208,22 +214,27 @@ fn line_chart(id: &str, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line
             .y_label_formatter(&|v| compact(*v))
             .draw()
             .map_err(err)?;
+        let mut entries = Vec::new();
         for l in lines {
             let style = l.colour.stroke_width(l.width);
-            let drawn = chart.draw_series(LineSeries::new(l.points, style)).map_err(err)?;
             if l.legend {
-                drawn
-                    .label(l.name)
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+                entries.push(Entry {
+                    name: l.name.clone(),
+                    colour: l.colour,
+                    width: l.width,
+                    bar: false,
+                });
             }
+            chart.draw_series(LineSeries::new(l.points, style)).map_err(err)?;
         }
-        legend(&mut chart)?;
+        side_legend(&side, &entries)?;
         root.present().map_err(err)?;
     }
     Ok(Chart {
         id: id.to_owned(),
         title: title.to_owned(),
         svg,
+        slots: None,
     })
 }
 
@@ -303,23 +314,48 @@ fn frame<'a>(
         .map_err(err)
 }
 
-fn legend<'a, CT: plotters::coord::CoordTranslate>(
-    chart: &mut ChartContext<'a, SVGBackend<'a>, CT>,
-) -> Result<(), ReportError> {
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperRight)
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK.mix(0.3))
-        .label_font(("sans-serif", 13))
-        .draw()
-        .map_err(err)
+/// One line of a legend.
+struct Entry {
+    name: String,
+    colour: RGBAColor,
+    width: u32,
+    bar: bool,
+}
+
+/// The legend, in its own column right of the plot, so that it never covers a line.
+fn side_legend(area: &DrawingArea<SVGBackend<'_>, Shift>, entries: &[Entry]) -> Result<(), ReportError> {
+    let (_, height) = area.dim_in_pixel();
+    let top = 44i32;
+    let row = if entries.is_empty() {
+        20
+    } else {
+        ((height as i32 - top - 10) / entries.len() as i32).clamp(10, 20)
+    };
+    let font = ("sans-serif", 13).into_font().color(&BLACK.mix(0.85));
+    for (i, e) in entries.iter().enumerate() {
+        let y = top + i as i32 * row;
+        if e.bar {
+            area.draw(&Rectangle::new([(6, y - 5), (20, y + 5)], e.colour.filled()))
+                .map_err(err)?;
+        } else {
+            area.draw(&PathElement::new(
+                vec![(4, y), (24, y)],
+                e.colour.stroke_width(e.width.max(2)),
+            ))
+            .map_err(err)?;
+        }
+        area.draw(&Text::new(e.name.clone(), (30, y - 7), font.clone()))
+            .map_err(err)?;
+    }
+    Ok(())
 }
 
 /// 12,345 → "12.3k".
 fn compact(v: f64) -> String {
     let a = v.abs();
-    if a >= 1e6 {
+    if a >= 1e9 {
+        format!("{:.1}G", v / 1e9)
+    } else if a >= 1e6 {
         format!("{:.1}M", v / 1e6)
     } else if a >= 1e4 {
         format!("{:.0}k", v / 1e3)
@@ -328,7 +364,10 @@ fn compact(v: f64) -> String {
     } else if a >= 10.0 || v.fract() == 0.0 {
         format!("{v:.0}")
     } else {
-        format!("{v:.2}")
+        // Two significant digits, however small: ticks of $0.0001 must not all read `0.00`.
+        let decimals = (1 - a.log10().floor() as i32).clamp(1, 12) as usize;
+        let text = format!("{v:.decimals$}");
+        text.trim_end_matches('0').trim_end_matches('.').to_owned()
     }
 }
 
@@ -494,12 +533,14 @@ fn cdf(
         .map(|r| {
             let h = hist(r);
             let total = h.iter().map(|b| b.1).sum::<u64>().max(1) as f64;
+            // A CDF is a step function: flat until the next value, then up.
             let mut acc = 0u64;
             let mut pts = vec![(h.first().map_or(0.0, |b| b.0), 0.0)];
-            pts.extend(h.iter().map(|&(v, n)| {
+            for &(v, n) in h {
+                pts.push((v, acc as f64 / total * 100.0));
                 acc += n;
-                (v, acc as f64 / total * 100.0)
-            }));
+                pts.push((v, acc as f64 / total * 100.0));
+            }
             Line {
                 name: label(r),
                 colour: run_colour(report, r),
@@ -512,7 +553,9 @@ fn cdf(
     line_chart(id, title, x_desc, "share of calls or files at or below (%)", lines)
 }
 
-/// One bar per run; with two values, the second is stacked on the first, lighter.
+/// One bar per run, named under it; with two values, the second is stacked on the first,
+/// lighter. Each run has a slot of its own, none empty; when every value is 0 the axis runs to 1
+/// and the title says so (an axis from 0 to 0 repeats one label).
 fn bars(
     report: &ReportFile,
     id: &str,
@@ -520,66 +563,74 @@ fn bars(
     y_desc: &str,
     values: impl Fn(&RunReport) -> Vec<f64>,
 ) -> Result<Chart, ReportError> {
-    let n = report.runs.len() as u32;
+    let n = report.runs.len().max(1);
     let vals: Vec<Vec<f64>> = report.runs.iter().map(&values).collect();
-    let y_max = vals.iter().map(|v| v.iter().sum::<f64>()).fold(0.0, f64::max).max(1e-6) * 1.15;
+    let top = vals.iter().map(|v| v.iter().sum::<f64>()).fold(0.0, f64::max);
+    let (y_max, title) = if top > 0.0 {
+        (top * 1.15, title.to_owned())
+    } else {
+        (1.0, format!("{title}: 0 for every run"))
+    };
     let labels: Vec<String> = report.runs.iter().map(label).collect();
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, SIZE).into_drawing_area();
         root.fill(&WHITE).map_err(err)?;
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 18))
+        let (plot, _) = root.split_horizontally(SIZE.0 - LEGEND_W);
+        let mut chart = ChartBuilder::on(&plot)
+            .caption(&title, ("sans-serif", 18))
             .margin(12)
             .x_label_area_size(42)
             .y_label_area_size(70)
-            .build_cartesian_2d((0u32..n).into_segmented(), 0.0..y_max)
+            .build_cartesian_2d(0.0..n as f64, 0.0..y_max)
             .map_err(err)?;
         chart
             .configure_mesh()
             .disable_x_mesh()
-            .x_desc("strategy")
+            .x_labels(0)
+            .x_desc(if report.sweep.is_some() { "run" } else { "strategy" })
             .y_desc(y_desc)
-            .x_label_formatter(&|v| match v {
-                SegmentValue::CenterOf(i) => labels.get(*i as usize).cloned().unwrap_or_default(),
-                _ => String::new(),
-            })
             .y_label_formatter(&|v| compact(*v))
             .draw()
             .map_err(err)?;
+        // At most ~120 px of bar per slot, centred.
+        let (x0, _) = chart.backend_coord(&(0.0, 0.0));
+        let (x1, _) = chart.backend_coord(&(1.0, 0.0));
+        let slot_px = f64::from((x1 - x0).max(1));
+        let half = (0.5 * (120.0 / slot_px).min(0.7)).max(0.05);
         for (i, run) in report.runs.iter().enumerate() {
-            let c = colour(&run.strategy);
+            let c = run_colour(report, run);
             let mut base = 0.0;
             for (k, v) in vals[i].iter().enumerate() {
                 let style = if k == 0 { c.filled() } else { c.mix(0.4).filled() };
-                let mut bar = Rectangle::new(
-                    [
-                        (SegmentValue::Exact(i as u32), base),
-                        (SegmentValue::Exact(i as u32 + 1), base + v),
-                    ],
-                    style,
-                );
-                // Bars at most ~120 px wide, however few runs there are. A segmented 0..n axis
-                // has n + 1 segments in ~800 px.
-                let segment = 800.0 / f64::from(n + 1);
-                let side = ((segment - 120.0) / 2.0).clamp(segment * 0.1, segment * 0.45) as u32;
-                bar.set_margin(0, 0, side, side);
-                let drawn = chart.draw_series(std::iter::once(bar)).map_err(err)?;
-                if k == 0 {
-                    drawn
-                        .label(label(run))
-                        .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 14, y + 5)], c.filled()));
-                }
+                let centre = i as f64 + 0.5;
+                chart
+                    .draw_series(std::iter::once(Rectangle::new(
+                        [(centre - half, base), (centre + half, base + v)],
+                        style,
+                    )))
+                    .map_err(err)?;
                 base += v;
             }
         }
-        legend(&mut chart)?;
+        // Each run's name under its slot.
+        let font = ("sans-serif", 13).into_font().color(&BLACK.mix(0.85));
+        for (i, name) in labels.iter().enumerate() {
+            let (x, y) = chart.backend_coord(&(i as f64 + 0.5, 0.0));
+            let pos = plotters::style::text_anchor::Pos::new(
+                plotters::style::text_anchor::HPos::Center,
+                plotters::style::text_anchor::VPos::Top,
+            );
+            plot.draw(&Text::new(name.clone(), (x, y + 6), font.clone().pos(pos)))
+                .map_err(err)?;
+        }
         root.present().map_err(err)?;
     }
     Ok(Chart {
         id: id.to_owned(),
-        title: title.to_owned(),
+        title,
         svg,
+        slots: Some(report.runs.len()),
     })
 }
 

@@ -26,19 +26,30 @@ pub fn escape(s: &str) -> String {
     out
 }
 
-const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1000px;color:#222;padding:0 1rem}
+const STYLE: &str = "body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2rem auto;max-width:1320px;color:#222;padding:0 1rem}
 h1{font-size:1.6rem;margin-bottom:.2rem}h2{font-size:1.2rem;margin-top:2rem;border-bottom:1px solid #ddd;padding-bottom:.2rem}
 .lede{color:#555;margin-top:0}dl{display:grid;grid-template-columns:max-content auto;gap:.2rem 1rem}dt{color:#666}dd{margin:0}
-.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.85rem;width:100%}th,td{padding:.3rem .5rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}
+.scroll{overflow-x:auto}table{border-collapse:collapse;font-size:.8rem;width:100%}th,td{padding:.3rem .4rem;border-bottom:1px solid #eee;text-align:right;white-space:nowrap}th{white-space:normal;vertical-align:bottom}
 th{background:#f6f6f6}td:first-child,th:first-child{text-align:left}.swatch{display:inline-block;width:.8rem;height:.8rem;border-radius:2px;margin-right:.4rem;vertical-align:middle}
 figure.chart{margin:1.5rem 0}figure.chart svg{width:100%;height:auto}figcaption{font-size:.85rem;color:#555}footer{margin-top:3rem;color:#888;font-size:.8rem}";
 
 /// Marks each chart with whether it drew anything beyond its background, for tests and for a
 /// reader's browser console; no external code, no network.
-const SELF_CHECK: &str = "(function(){var figs=document.querySelectorAll('figure.chart'),drawn=0;
+const SELF_CHECK: &str = "(function(){var figs=document.querySelectorAll('figure.chart'),drawn=0,repeated=0,empty=0,wide=0;
 figs.forEach(function(f){var ok=false;f.querySelectorAll('svg polyline, svg path, svg circle, svg rect').forEach(function(e,i){
-if(e.tagName==='rect'&&i===0)return;var b=e.getBBox();if(b.width>0||b.height>0)ok=true;});f.setAttribute('data-plotted',ok?'yes':'no');if(ok)drawn++;});
-document.body.setAttribute('data-charts-total',figs.length);document.body.setAttribute('data-charts-drawn',drawn);})();";
+if(e.tagName==='rect'&&i===0)return;var b=e.getBBox();if(b.width>0||b.height>0)ok=true;});f.setAttribute('data-plotted',ok?'yes':'no');if(ok)drawn++;
+var byX={},byY={};f.querySelectorAll('svg text').forEach(function(t){var x=t.getAttribute('x'),y=t.getAttribute('y');
+(byX[x]=byX[x]||[]).push(t.textContent);(byY[y]=byY[y]||[]).push(t.textContent);});
+var rep=false;[byX,byY].forEach(function(g){for(var k in g){var a=g[k];if(a.length>=3&&new Set(a).size<a.length)rep=true;}});
+if(rep){f.setAttribute('data-repeated-labels','yes');repeated++;}
+var n=parseInt(f.getAttribute('data-slots')||'0');if(n>0){var l=1e9,r=-1e9;f.querySelectorAll('svg line').forEach(function(e){
+if(e.getAttribute('y1')===e.getAttribute('y2')){l=Math.min(l,+e.getAttribute('x1'));r=Math.max(r,+e.getAttribute('x2'));}});
+var xs=null;for(var k in byY){if(byY[k].length===n){xs=[];f.querySelectorAll('svg text').forEach(function(t){if(t.getAttribute('y')===k)xs.push(+t.getAttribute('x'));});}}
+var d=(r-l)/n,bad=!xs;if(xs){xs.sort(function(a,b){return a-b;});xs.forEach(function(x,i){if(Math.abs(x-(l+d*(i+0.5)))>d/4)bad=true;});}
+if(bad){f.setAttribute('data-empty-slot','yes');empty++;}}});
+document.querySelectorAll('table').forEach(function(t){if(t.scrollWidth>t.parentElement.clientWidth+1)wide++;});
+var b=document.body;b.setAttribute('data-charts-total',figs.length);b.setAttribute('data-charts-drawn',drawn);
+b.setAttribute('data-repeated-labels',repeated);b.setAttribute('data-empty-slots',empty);b.setAttribute('data-wide-tables',wide);})();";
 
 /// The page.
 pub fn render(report: &ReportFile) -> Result<String, ReportError> {
@@ -117,7 +128,7 @@ pub fn render(report: &ReportFile) -> Result<String, ReportError> {
         let items: Vec<String> = s
             .timeline
             .iter()
-            .map(|t| format!("{}: {}", secs(t.at_s), escape(&t.action.to_string())))
+            .map(|t| format!("{}: {}", secs(t.at_s), escape(&action_text(&t.action))))
             .collect();
         wr(w, format_args!("<dt>timeline</dt><dd>{}</dd>", items.join("<br>")));
     }
@@ -149,8 +160,9 @@ pub fn render(report: &ReportFile) -> Result<String, ReportError> {
         wr(
             w,
             format_args!(
-                "<figure class=\"chart\" id=\"chart-{}\"><figcaption>{}</figcaption>\n",
+                "<figure class=\"chart\" id=\"chart-{}\"{}><figcaption>{}</figcaption>\n",
                 c.id,
+                c.slots.map_or(String::new(), |n| format!(" data-slots=\"{n}\"")),
                 escape(c.explanation())
             ),
         );
@@ -169,6 +181,28 @@ pub fn render(report: &ReportFile) -> Result<String, ReportError> {
     );
     wr(w, format_args!("<script>{SELF_CHECK}</script>\n</body></html>\n"));
     Ok(h)
+}
+
+/// A timeline action as a reader writes it: `outage for 2m, status 503`, not its JSON.
+fn action_text(action: &serde_json::Value) -> String {
+    let value = |v: &serde_json::Value| match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    match action.as_object() {
+        Some(map) => map
+            .iter()
+            .map(|(kind, args)| match args.as_object() {
+                Some(args) => {
+                    let parts: Vec<String> = args.iter().map(|(k, v)| format!("{k} {}", value(v))).collect();
+                    format!("{kind} {}", parts.join(", "))
+                }
+                None => format!("{kind} {}", value(args)),
+            })
+            .collect::<Vec<_>>()
+            .join("; "),
+        None => value(action),
+    }
 }
 
 fn wr(w: &mut String, args: std::fmt::Arguments<'_>) {

@@ -186,8 +186,17 @@ pub fn rows(report: &ReportFile) -> (Vec<&'static str>, Vec<(String, Vec<String>
                 s.retries.to_string(),
                 format!("{:.0}", s.throughput_tokens_per_min),
                 s.tokens_wasted.to_string(),
-                format!("{:.0}ms", s.latency_ms.p99),
-                secs(s.file_latency_s.p99),
+                // No successful call, no completed file: no percentile (not 0 ms).
+                if run.latency_histogram_ms.iter().all(|b| b.1 == 0) {
+                    "–".to_owned()
+                } else {
+                    format!("{:.0}ms", s.latency_ms.p99)
+                },
+                if s.files_completed == 0 {
+                    "–".to_owned()
+                } else {
+                    secs(s.file_latency_s.p99)
+                },
                 format!("${:.4}", s.cost.total_usd),
             ];
             (crate::charts::label(run), cells)

@@ -146,6 +146,8 @@ fn load_in_chromium(browser: &Path, html: &Path, name: &str) -> (String, String)
             "--enable-logging=stderr",
             "--v=0",
             "--virtual-time-budget=5000",
+            // The width the layout must fit (a laptop's browser window).
+            "--window-size=1400,1000",
         ])
         .arg(format!("--user-data-dir={}", profile.display()))
         .arg("--dump-dom")
@@ -177,11 +179,17 @@ fn every_chart_draws_in_a_real_browser_without_console_errors() {
         param: "max-parallelism".into(),
         values: vec![1.0],
     });
+    // Every run recovered at once: an all-zero bar chart.
+    let mut zeros = common::five_strategies();
+    for run in &mut zeros.runs {
+        run.summary.recovery_s = Some(0.0);
+    }
     for (name, r) in [
         ("one", common::one_strategy()),
         ("five", common::five_strategies()),
         ("cancelled", common::cancelled_and_failed()),
         ("sweep", sweep),
+        ("zeros", zeros),
     ] {
         let dir = temp_dir(name);
         let written = reports::write_dir(&dir, &r).expect("writes");
@@ -196,6 +204,36 @@ fn every_chart_draws_in_a_real_browser_without_console_errors() {
             "{name}: the page's self-check did not run (a script error?)\n{log}"
         );
         assert_eq!(drawn, total, "{name}: some chart has an empty plot area");
+        // The layout classes a newcomer found at 1,400 px: a table wider than the page, an axis
+        // repeating one label (`0.00` five times), a bar chart with a slot and no bar.
+        assert_eq!(
+            attr("data-wide-tables"),
+            Some(0),
+            "{name}: a table is wider than the page"
+        );
+        // The charts an axis repeats a label on, by id, for the message.
+        let ids: Vec<&str> = dom
+            .match_indices("data-repeated-labels=\"yes\"")
+            .map(|(i, _)| {
+                dom[..i]
+                    .rsplit("id=\"")
+                    .next()
+                    .unwrap_or("")
+                    .split('"')
+                    .next()
+                    .unwrap_or("")
+            })
+            .collect();
+        assert_eq!(
+            attr("data-repeated-labels"),
+            Some(0),
+            "{name}: an axis repeats a label: {ids:?}"
+        );
+        assert_eq!(
+            attr("data-empty-slots"),
+            Some(0),
+            "{name}: a bar chart has an empty slot"
+        );
         let console: Vec<&str> = log
             .lines()
             .filter(|l| l.contains(":CONSOLE") || l.contains("Uncaught"))
@@ -430,4 +468,78 @@ fn the_tokens_chart_draws_what_the_limit_charged_and_a_controllers_target_agains
     let charts = reports::charts::all(&r).expect("charts");
     let tokens = charts.iter().find(|c| c.id == "tokens").expect("the tokens chart");
     assert!(!["100k", "110k", "120k"].iter().any(|l| tokens.svg.contains(l)));
+}
+
+#[test]
+fn a_cdf_is_drawn_as_steps_and_a_run_without_successes_shows_no_percentile() {
+    let r = common::five_strategies();
+    let charts = reports::charts::all(&r).expect("draws");
+    let cdf = charts
+        .iter()
+        .find(|c| c.id == "file-latency")
+        .expect("a file-latency chart");
+    // A step function has vertical risers: consecutive points sharing their x.
+    let points: Vec<(i64, i64)> = cdf
+        .svg
+        .split("points=\"")
+        .skip(1)
+        .flat_map(|p| {
+            p.split('"')
+                .next()
+                .unwrap_or_default()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+        })
+        .filter_map(|xy| {
+            let (x, y) = xy.split_once(',')?;
+            Some((x.parse().ok()?, y.parse().ok()?))
+        })
+        .collect();
+    assert!(
+        points.windows(2).any(|w| w[0].0 == w[1].0 && w[0].1 != w[1].1),
+        "no vertical step in the CDF"
+    );
+    let mut none = common::one_strategy();
+    for b in &mut none.runs[0].latency_histogram_ms {
+        b.1 = 0;
+    }
+    none.runs[0].summary.files_completed = 0;
+    let (_, body) = reports::table::rows(&none);
+    let cells = &body[0].1;
+    // `p99 call` and `p99 file` say "–", not "0ms", when nothing succeeded.
+    assert_eq!(&cells[cells.len() - 3..cells.len() - 1], ["–", "–"], "{cells:?}");
+}
+
+#[test]
+fn a_sweeps_bars_tell_its_runs_apart_by_colour() {
+    // In a sweep every run of a strategy shared one colour, so the cost bars could not be told
+    // apart; each run now has its own shade.
+    let mut sweep = common::one_strategy();
+    let run = sweep.runs[0].clone();
+    sweep.runs = (0..3)
+        .map(|i| {
+            let mut r = run.clone();
+            r.sweep_value = Some(f64::from(i) + 1.0);
+            r
+        })
+        .collect();
+    sweep.sweep = Some(sim::report::SweepInfo {
+        param: "max-parallelism".into(),
+        values: vec![1.0, 2.0, 3.0],
+    });
+    let charts = reports::charts::all(&sweep).expect("draws");
+    let cost = charts.iter().find(|c| c.id == "cost").expect("a cost chart");
+    let fills: std::collections::BTreeSet<(&str, &str)> = cost
+        .svg
+        .split("<rect")
+        .skip(2) // the background
+        .filter_map(|r| {
+            let attrs = r.split("/>").next()?;
+            let fill = attrs.split("fill=\"").nth(1)?.split('"').next()?;
+            let opacity = attrs.split("opacity=\"").nth(1)?.split('"').next()?;
+            Some((fill, opacity))
+        })
+        .filter(|(f, _)| *f != "#FFFFFF")
+        .collect();
+    assert!(fills.len() >= 3, "{fills:?}");
 }
