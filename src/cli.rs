@@ -523,6 +523,9 @@ fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Wr
     )?;
     writeln!(out)?;
     out.write_all(reports::table::comparison(report).as_bytes())?;
+    for line in reports::markdown::transport_warnings(report) {
+        writeln!(out, "warning: {}", line.replace("**", ""))?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -625,7 +628,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                     (format!("{}/v1", s.url()), Some(s))
                 }
             };
-            let backend = sim::http::HttpBackend::new(sim::http::HttpConfig {
+            let backend = std::sync::Arc::new(sim::http::HttpBackend::new(sim::http::HttpConfig {
                 base_url,
                 api_key: live.api_key.clone(),
                 model: scenario.provider.model.clone(),
@@ -633,7 +636,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 stream: scenario.client.stream,
                 extra_root_pem: live.extra_root_pem.clone(),
                 time_scale: live.time_scale,
-            })?;
+            })?);
             if let Err(cause) = backend.preflight().await {
                 anyhow::bail!(
                     "cannot reach the endpoint {base}: {cause}",
@@ -648,16 +651,30 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 time_scale: live.time_scale,
             };
             let start = tokio::time::Instant::now();
-            let report = sim::execute(
+            let mut report = sim::execute(
                 scenario,
                 strategy.name(),
                 sim::Mode::Live,
-                std::sync::Arc::new(backend),
+                backend.clone(),
                 start,
                 &run,
                 &opts,
             )
             .await;
+            if let (Ok(r), Some(o)) = (&mut report, backend.overhead()) {
+                let median_call_ms = r.summary.latency_ms.p50;
+                r.summary.transport = Some(sim::report::Transport {
+                    samples: o.samples,
+                    p50_ms: sim::report::round6(o.p50_ms),
+                    p99_ms: sim::report::round6(o.p99_ms),
+                    time_scale: live.time_scale,
+                    distortion: if median_call_ms > 0.0 {
+                        sim::report::round6(o.p50_ms * live.time_scale / median_call_ms)
+                    } else {
+                        0.0
+                    },
+                });
+            }
             if let Some(s) = server {
                 s.stop().await?;
             }

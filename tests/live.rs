@@ -78,6 +78,15 @@ fn a_live_run_against_the_mock_agrees_with_the_simulation() {
         b.wall_time_s,
         a.makespan_s
     );
+    // The transport's share is measured on every answered call (the mock says its processing
+    // time) and turned into the distortion at this time scale; a simulated run has none.
+    assert!(a.transport.is_none());
+    let t = b.transport.expect("a live run against the mock measures its transport");
+    assert_eq!(t.samples, 200, "one sample per answered call");
+    assert!(t.p50_ms > 0.0 && t.p99_ms >= t.p50_ms, "{t:?}");
+    assert!(within(t.distortion, t.p50_ms * 30.0 / b.latency_ms.p50, 1e-3), "{t:?}");
+    let warned = !reports::markdown::transport_warnings(&live).is_empty();
+    assert_eq!(warned, t.distortion > 0.01, "a warning exactly above 1%: {t:?}");
 }
 
 /// 150 identical requests through a pool of 10 workers retrying like openai-python (8 attempts,

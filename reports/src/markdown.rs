@@ -79,6 +79,28 @@ fn w(m: &mut String, args: std::fmt::Arguments<'_>) {
     m.write_fmt(args).expect("writing to a String cannot fail");
 }
 
+/// For each live run whose transport overhead distorts its calls by more than 1%, a sentence
+/// saying by how much and what to do.
+pub fn transport_warnings(report: &ReportFile) -> Vec<String> {
+    report
+        .runs
+        .iter()
+        .filter_map(|r| {
+            let t = r.summary.transport?;
+            (t.distortion > sim::report::Transport::WARN).then(|| {
+                format!(
+                    "**{}**: the transport added {:.1} ms per call (p50; p99 {:.1} ms, real time), which at time scale {} stretches the median call by {:.1}% of scenario time: its live figures are distorted against the simulation's; lower --time-scale.",
+                    label(r),
+                    t.p50_ms,
+                    t.p99_ms,
+                    t.time_scale,
+                    t.distortion * 100.0
+                )
+            })
+        })
+        .collect()
+}
+
 /// For a sweep, one line per strategy whose runs came out identical at every value: the swept
 /// parameter changed nothing for it (it does not read the parameter, or it never binds), which
 /// a table of equal rows would otherwise leave the reader to guess.
@@ -271,6 +293,24 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
                 "**{}** worked off the backlog of its worst outage or crash {} after it ended{failed}.",
                 label(r),
                 secs(cleared)
+            ));
+        }
+    }
+    for r in runs {
+        if let Some(t) = r.summary.transport {
+            out.push(format!(
+                "**{}** (live): the transport added {:.1} ms per call (p50; p99 {:.1} ms, real time, {} calls), {:.2}% of the median call at time scale {}{}.",
+                label(r),
+                t.p50_ms,
+                t.p99_ms,
+                t.samples,
+                t.distortion * 100.0,
+                t.time_scale,
+                if t.distortion > sim::report::Transport::WARN {
+                    ": more than 1%, so its figures are distorted against the simulation's"
+                } else {
+                    ""
+                }
             ));
         }
     }

@@ -543,3 +543,28 @@ fn a_sweeps_bars_tell_its_runs_apart_by_colour() {
         .collect();
     assert!(fills.len() >= 3, "{fills:?}");
 }
+
+#[test]
+fn a_live_run_warns_when_its_transport_distorts_calls_by_more_than_one_percent() {
+    let mut r = common::one_strategy();
+    let transport = |distortion| sim::report::Transport {
+        samples: 100,
+        p50_ms: 1.5,
+        p99_ms: 3.0,
+        time_scale: 20.0,
+        distortion,
+    };
+    r.runs[0].summary.transport = Some(transport(0.005));
+    assert!(
+        reports::markdown::transport_warnings(&r).is_empty(),
+        "0.5% is within bounds"
+    );
+    assert!(reports::markdown::render(&r).contains("the transport added 1.5 ms per call"));
+    r.runs[0].summary.transport = Some(transport(0.018));
+    let warnings = reports::markdown::transport_warnings(&r);
+    assert_eq!(warnings.len(), 1);
+    assert!(
+        warnings[0].contains("1.8%") && warnings[0].contains("lower --time-scale"),
+        "{warnings:?}"
+    );
+}

@@ -421,6 +421,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         fairness,
         strategy_metrics: st.metrics.clone(),
         wall_time_s: 0.0,
+        transport: None,
     };
     let latency_histogram_ms = buckets(&rec.llm_latency_us, 1000.0);
     let file_latency_histogram_s = buckets(&rec.file_latency_ms, 1000.0);

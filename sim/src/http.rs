@@ -39,6 +39,25 @@ pub struct HttpBackend {
     client: reqwest::Client,
     url: String,
     config: HttpConfig,
+    /// Transport overhead of each answered call, in real microseconds (see [`Overhead`]).
+    overhead_us: std::sync::Mutex<Vec<u64>>,
+}
+
+/// What the transport added to the calls of a live run: each answered call's real round trip
+/// (request sent to body read, on the client) less the time the server says it spent
+/// (`openai-processing-ms`, which OpenAI and the bundled mock send). This is the HTTP stack, the
+/// loopback or network and both sides' scheduling: at time scale K it stretches every call by K
+/// times as much scenario time, a distortion the simulation does not have.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Overhead {
+    /// Calls measured.
+    pub samples: u64,
+    /// Median, real ms.
+    pub p50_ms: f64,
+    /// 99th percentile, real ms.
+    pub p99_ms: f64,
+    /// Mean, real ms.
+    pub mean_ms: f64,
 }
 
 impl HttpBackend {
@@ -68,7 +87,29 @@ impl HttpBackend {
             .build()
             .map_err(|e| LlmError::Transport(format!("cannot build the HTTP client: {e}")))?;
         let url = format!("{}/chat/completions", config.base_url.trim_end_matches('/'));
-        Ok(Self { client, url, config })
+        Ok(Self {
+            client,
+            url,
+            config,
+            overhead_us: std::sync::Mutex::new(Vec::new()),
+        })
+    }
+
+    /// The transport overhead measured so far; `None` before any answered call carried
+    /// `openai-processing-ms` (e.g. a streamed answer, or an endpoint that does not send it).
+    pub fn overhead(&self) -> Option<Overhead> {
+        let mut v = self.overhead_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_unstable();
+        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
+        Some(Overhead {
+            samples: v.len() as u64,
+            p50_ms: at(0.5),
+            p99_ms: at(0.99),
+            mean_ms: v.iter().sum::<u64>() as f64 / v.len() as f64 / 1000.0,
+        })
     }
 
     /// Checks, before a run, that the endpoint answers at all: `GET BASE/models` within 10 s.
@@ -127,6 +168,8 @@ impl LlmBackend for HttpBackend {
             if let Some(k) = &self.config.api_key {
                 r = r.bearer_auth(k);
             }
+            // Real time: this backend only serves live runs.
+            let sent = tokio::time::Instant::now();
             let resp = r.send().await.map_err(transport)?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
@@ -147,6 +190,14 @@ impl LlmBackend for HttpBackend {
                 } else {
                     read_json(resp).await?
                 };
+                if let Some(server_ms) = header(&headers, "openai-processing-ms").and_then(|v| v.parse::<f64>().ok()) {
+                    let round_trip_us = sent.elapsed().as_micros() as f64;
+                    let overhead = (round_trip_us - server_ms * 1000.0).max(0.0) as u64;
+                    self.overhead_us
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .push(overhead);
+                }
                 // A real model does not answer with our verdicts: count such answers as valid.
                 let verdict = Verdict::parse(&content).unwrap_or(Verdict { valid: true, issues: 0 });
                 let usage = usage.unwrap_or(Usage {

@@ -273,6 +273,32 @@ pub struct Summary {
     pub strategy_metrics: std::collections::BTreeMap<String, f64>,
     /// Wall-clock time the run took, in seconds (the only field that varies between identical runs).
     pub wall_time_s: f64,
+    /// Live runs: what the transport (HTTP, network, scheduling) added to each call; `None` in
+    /// simulated runs, and when the endpoint does not say its processing time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub transport: Option<Transport>,
+}
+
+/// What the transport added to the calls of a live run (see `sim::http::Overhead`).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Transport {
+    /// Answered calls measured.
+    pub samples: u64,
+    /// Median overhead per call, real ms.
+    pub p50_ms: f64,
+    /// 99th-percentile overhead per call, real ms.
+    pub p99_ms: f64,
+    /// The time scale of the run.
+    pub time_scale: f64,
+    /// How much the median overhead stretches the median call in scenario time:
+    /// `p50_ms × time_scale / latency_ms.p50`. Above [`Transport::WARN`] the live figures are
+    /// measurably distorted against the simulation's.
+    pub distortion: f64,
+}
+
+impl Transport {
+    /// The distortion above which a live run warns: 1%.
+    pub const WARN: f64 = 0.01;
 }
 
 /// One user's share of a run.

@@ -382,7 +382,8 @@ impl App {
                     };
                     return Timing::Stream(plan.frames(), Box::new((slot, self.in_flight())));
                 }
-                head.number("openai-processing-ms", a.latency.as_millis() as u64);
+                // Rounded, not truncated: a client subtracting it from its round trip is unbiased.
+                head.number("openai-processing-ms", ((a.latency.as_micros() + 500) / 1000) as u64);
                 // Serialized straight from a struct: no intermediate JSON tree on the hot path.
                 head.json(&Completion {
                     id: &id,
