@@ -160,6 +160,7 @@ const NUMBERS: &[&str] = &[
     "4294967296",
     "9223372036854775807",
     "-9223372036854775808",
+    "100000",
     "1e9",
     "1e15",
     "1e300",
@@ -283,10 +284,11 @@ fn check(base: &str, leaf: &Leaf, value: &str, case: u64) -> Result<(), TestCase
         Err(why) => Err(TestCaseError::fail(format!("{what}: {why}"))),
         Ok(Outcome::Ran) => Ok(()),
         // A clear error names the key it refuses (the TOML errors quote its line, the settings
-        // errors name the key).
+        // errors name the key). A valid value can also make more work than the scenario's
+        // `time_limit` allows (100,000 chunks a file): that error names `time_limit` instead.
         Ok(Outcome::Refused(message)) => {
             prop_assert!(
-                message.contains(&leaf.key),
+                message.contains(&leaf.key) || message.contains("raise `time_limit`"),
                 "{what}: the error does not name `{}`: {message}",
                 leaf.key
             );
@@ -357,7 +359,7 @@ fn every_numeric_key_set_to_an_extreme_runs_cleanly_or_is_refused_by_name() {
 }
 
 #[test]
-#[ignore = "exhaustive (every key of both bases with every extreme, about 1,500 runs): `.ci/run` runs it with --ignored"]
+#[ignore = "exhaustive (every key of both bases with every extreme, 1,402 runs): `.ci/run` runs it with --ignored"]
 fn every_numeric_key_is_tried_with_every_extreme() {
     // The exhaustive sweep behind the property: each key with each extreme.
     let mut failures = vec![];

@@ -287,23 +287,20 @@ fn at_most<'de, D: serde::Deserializer<'de>>(d: D, max: u32, what: &str) -> Resu
 fn files<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
     at_most(d, MAX_FILES, "`files`")
 }
-fn users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+fn nonzero_at_most<'de, D: serde::Deserializer<'de>>(d: D, max: u32, what: &str) -> Result<NonZeroU32, D::Error> {
     let v = NonZeroU32::deserialize(d)?;
-    if v.get() > MAX_FILES {
+    if v.get() > max {
         return Err(serde::de::Error::custom(format!(
-            "{v} is out of range: `users` lie in [1, {MAX_FILES}]"
+            "{v} is out of range: {what} in [1, {max}]"
         )));
     }
     Ok(v)
 }
+fn users<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
+    nonzero_at_most(d, MAX_FILES, "`users` lie")
+}
 fn max_tokens<'de, D: serde::Deserializer<'de>>(d: D) -> Result<NonZeroU32, D::Error> {
-    let v = NonZeroU32::deserialize(d)?;
-    if v.get() > MAX_TOKENS {
-        return Err(serde::de::Error::custom(format!(
-            "{v} is out of range: `max_tokens` lies in [1, {MAX_TOKENS}]"
-        )));
-    }
-    Ok(v)
+    nonzero_at_most(d, MAX_TOKENS, "`max_tokens` lies")
 }
 fn bounded_dist<'de, D: serde::Deserializer<'de>>(d: D, max: u32, what: &str) -> Result<Dist, D::Error> {
     let v = Dist::deserialize(d)?;
