@@ -662,18 +662,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
             )
             .await;
             if let (Ok(r), Some(o)) = (&mut report, backend.overhead()) {
-                let median_call_ms = r.summary.latency_ms.p50;
-                r.summary.transport = Some(sim::report::Transport {
-                    samples: o.samples,
-                    p50_ms: sim::report::round6(o.p50_ms),
-                    p99_ms: sim::report::round6(o.p99_ms),
-                    time_scale: live.time_scale,
-                    distortion: if median_call_ms > 0.0 {
-                        sim::report::round6(o.p50_ms * live.time_scale / median_call_ms)
-                    } else {
-                        0.0
-                    },
-                });
+                r.summary.transport = Some(o.transport(live.time_scale, r.summary.latency_ms.p50));
             }
             if let Some(s) = server {
                 s.stop().await?;

@@ -394,22 +394,18 @@ pub const MAX_LIMIT: u64 = 1_000_000_000_000_000;
 
 /// Checks a capacity (concurrent generations) against 10^9; for `deserialize_with`.
 pub fn capacity<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NonZeroU64>, D::Error> {
-    let v = Option::<NonZeroU64>::deserialize(d)?;
-    match v {
-        Some(n) if n.get() > 1_000_000_000 => Err(serde::de::Error::custom(format!(
-            "{n} is out of range: `capacity` lies in [1, 10^9]"
-        ))),
-        v => Ok(v),
-    }
+    at_most(d, 1_000_000_000, "`capacity` lies in [1, 10^9]")
 }
 
 /// Checks a limit (TPM, RPM) against [`MAX_LIMIT`]; for `deserialize_with`.
 pub fn limit<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<NonZeroU64>, D::Error> {
-    let v = Option::<NonZeroU64>::deserialize(d)?;
-    match v {
-        Some(n) if n.get() > MAX_LIMIT => Err(serde::de::Error::custom(format!(
-            "{n} is out of range: a limit lies in [1, 10^15] per minute"
-        ))),
+    at_most(d, MAX_LIMIT, "a limit lies in [1, 10^15] per minute")
+}
+
+/// An optional positive whole number no larger than `max`; `range` says the range in the error.
+fn at_most<'de, D: serde::Deserializer<'de>>(d: D, max: u64, range: &str) -> Result<Option<NonZeroU64>, D::Error> {
+    match Option::<NonZeroU64>::deserialize(d)? {
+        Some(n) if n.get() > max => Err(serde::de::Error::custom(format!("{n} is out of range: {range}"))),
         v => Ok(v),
     }
 }

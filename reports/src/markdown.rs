@@ -314,11 +314,11 @@ pub fn reading(report: &ReportFile) -> Vec<String> {
             ));
         }
     }
-    if let Some(line) = crate::table::errors_by_kind(report) {
+    if let Some(runs) = crate::table::errors_by_kind_per_run(report) {
         // Load testers' classes: a refused connection or a TLS failure is not a provider's 5xx.
         out.push(format!(
             "Errors by kind (`connect` refused or unreachable, `tls`, `timeout`, `4xx`, `5xx`, `too_large`, `broken` mid-call, `bad_response`): {}.",
-            line.trim_start_matches("errors by kind: ")
+            runs
         ));
     }
     if runs.iter().all(|r| r.summary.llm_throttled == 0) {

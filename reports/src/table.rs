@@ -17,22 +17,27 @@ pub fn comparison(report: &ReportFile) -> String {
 /// The runs' errors by kind, `errors by kind: fixed 5xx 238, timeout 3; sqs connect 48`; `None`
 /// when no run met an error.
 pub fn errors_by_kind(report: &ReportFile) -> Option<String> {
-    let (_, body) = rows(report);
-    let parts: Vec<String> = body
+    errors_by_kind_per_run(report).map(|runs| format!("errors by kind: {runs}"))
+}
+
+/// `fixed 5xx 238, timeout 3; sqs connect 48`: each run that met errors, its kinds and counts;
+/// `None` when no run met an error.
+pub fn errors_by_kind_per_run(report: &ReportFile) -> Option<String> {
+    let parts: Vec<String> = report
+        .runs
         .iter()
-        .zip(&report.runs)
-        .filter(|(_, r)| !r.summary.errors_by_kind.is_empty())
-        .map(|((label, _), r)| {
+        .filter(|r| !r.summary.errors_by_kind.is_empty())
+        .map(|r| {
             let kinds: Vec<String> = r
                 .summary
                 .errors_by_kind
                 .iter()
                 .map(|(k, n)| format!("{k} {n}"))
                 .collect();
-            format!("{label} {}", kinds.join(", "))
+            format!("{} {}", crate::charts::label(r), kinds.join(", "))
         })
         .collect();
-    (!parts.is_empty()).then(|| format!("errors by kind: {}", parts.join("; ")))
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn aligned(report: &ReportFile) -> String {

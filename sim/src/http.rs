@@ -40,7 +40,7 @@ pub struct HttpBackend {
     url: String,
     config: HttpConfig,
     /// Transport overhead of each answered call, in real microseconds (see [`Overhead`]).
-    overhead_us: std::sync::Mutex<Vec<u64>>,
+    overhead_us: std::sync::Mutex<hdrhistogram::Histogram<u64>>,
 }
 
 /// What the transport added to the calls of a live run: each answered call's real round trip
@@ -58,6 +58,25 @@ pub struct Overhead {
     pub p99_ms: f64,
     /// Mean, real ms.
     pub mean_ms: f64,
+}
+
+impl Overhead {
+    /// The report's figure for a run at time scale `time_scale` whose median successful call
+    /// took `median_call_ms` of scenario time.
+    pub fn transport(&self, time_scale: f64, median_call_ms: f64) -> crate::report::Transport {
+        use crate::report::round6;
+        crate::report::Transport {
+            samples: self.samples,
+            p50_ms: round6(self.p50_ms),
+            p99_ms: round6(self.p99_ms),
+            time_scale,
+            distortion: if median_call_ms > 0.0 {
+                round6(self.p50_ms * time_scale / median_call_ms)
+            } else {
+                0.0
+            },
+        }
+    }
 }
 
 impl HttpBackend {
@@ -91,24 +110,22 @@ impl HttpBackend {
             client,
             url,
             config,
-            overhead_us: std::sync::Mutex::new(Vec::new()),
+            overhead_us: std::sync::Mutex::new(
+                hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000, 3)
+                    .expect("these bounds and precision are valid"),
+            ),
         })
     }
 
     /// The transport overhead measured so far; `None` before any answered call carried
     /// `openai-processing-ms` (e.g. a streamed answer, or an endpoint that does not send it).
     pub fn overhead(&self) -> Option<Overhead> {
-        let mut v = self.overhead_us.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        if v.is_empty() {
-            return None;
-        }
-        v.sort_unstable();
-        let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize] as f64 / 1000.0;
-        Some(Overhead {
-            samples: v.len() as u64,
-            p50_ms: at(0.5),
-            p99_ms: at(0.99),
-            mean_ms: v.iter().sum::<u64>() as f64 / v.len() as f64 / 1000.0,
+        let h = self.overhead_us.lock().unwrap_or_else(|e| e.into_inner());
+        (!h.is_empty()).then(|| Overhead {
+            samples: h.len(),
+            p50_ms: h.value_at_quantile(0.5) as f64 / 1000.0,
+            p99_ms: h.value_at_quantile(0.99) as f64 / 1000.0,
+            mean_ms: h.mean() / 1000.0,
         })
     }
 
@@ -196,7 +213,7 @@ impl LlmBackend for HttpBackend {
                     self.overhead_us
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
-                        .push(overhead);
+                        .saturating_record(overhead);
                 }
                 // A real model does not answer with our verdicts: count such answers as valid.
                 let verdict = Verdict::parse(&content).unwrap_or(Verdict { valid: true, issues: 0 });

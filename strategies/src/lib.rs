@@ -210,7 +210,12 @@ pub fn check_scenario(scenario: &Scenario) -> Result<(), StrategyError> {
 
 /// Every strategy, each with its settings from the scenario.
 pub fn all(scenario: &Scenario) -> Result<Vec<Box<dyn Strategy>>, StrategyError> {
-    NAMES.iter().map(|n| build(n, scenario)).collect()
+    // The whole scenario's settings once, not once per strategy (`build` checks them all).
+    check_scenario(scenario)?;
+    NAMES
+        .iter()
+        .map(|n| build_from(n, scenario, scenario.strategy_table(n)))
+        .collect()
 }
 
 /// Refuses `[strategies.NAME]` tables whose NAME is no strategy, naming the table and its line.
