@@ -32,7 +32,6 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use serde_json::json;
 use sim::cost::Unit;
 use sim::scenario::FileId;
 use sim::{ChatResponse, ChunkOutcome, FileTask, LlmError, RunContext};
@@ -41,7 +40,7 @@ use tokio::sync::Notify;
 pub use config::{Dedupe, OnThrottle, SqsConfig};
 
 use crate::aws::api::{Condition, Handle, KeyValueTable, MessageQueue, Retrying, ServiceError, SimQueue, SimTable};
-use crate::aws::dynamo::Capacity;
+use crate::aws::dynamo::{Attr, Capacity, Item};
 use crate::aws::esm::{EsmConfig, Scaler};
 use crate::aws::lambda::Lambda;
 use crate::aws::sqs::{MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, QueueConfig, Received};
@@ -442,7 +441,11 @@ async fn split(shared: Arc<Shared>) {
         let fkey = format!("file#{id}");
         let first = s
             .table
-            .put(&fkey, json!({"chunks": total, "done": 0}), Condition::Absent)
+            .put(
+                &fkey,
+                Item::new().with("chunks", total).with("done", 0i64),
+                Condition::Absent,
+            )
             .await;
         shared.bill_write();
         match first {
@@ -472,7 +475,7 @@ async fn resume(shared: &Shared, file: &FileTask) {
         let Some(c) = chunk_of(k).filter(|c| wanted.contains(c)) else {
             continue;
         };
-        if item.get("failed").is_some() {
+        if item.has("failed") {
             ctx.chunk_done(file.id, c, ChunkOutcome::Failed);
         } else {
             let answer = shared.answers().get(&(file.id, c)).copied();
@@ -489,7 +492,7 @@ async fn cancel_flag(shared: Arc<Shared>, file: FileTask) {
     let _ = shared
         .services
         .table
-        .set(&format!("file#{}", file.id.0), "cancelled", json!(true))
+        .set(&format!("file#{}", file.id.0), "cancelled", Attr::Bool(true))
         .await;
     shared.bill_write();
     shared.watch().flagged.insert(file.id);
@@ -692,7 +695,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         shared.bill_sqs();
         return;
     }
-    if item.is_some_and(|v| v["cancelled"] == json!(true)) {
+    if item.is_some_and(|v| v.flag("cancelled")) {
         shared.metric(fig!("cancelled_before_call"));
         ctx.chunk_done(file, chunk, ChunkOutcome::Cancelled);
         let _ = s.queue.delete(handle).await;
@@ -712,7 +715,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         // The chunk has its terminal state: report it again (the engine counts a duplicate,
         // or stores it if a crash lost its copy), and spend no call.
         shared.metric(fig!("duplicates_suppressed"));
-        if item.get("failed").is_some() {
+        if item.has("failed") {
             ctx.chunk_done(file, chunk, ChunkOutcome::Failed);
         } else {
             let answer = shared.answers().get(&(file, chunk)).copied();
@@ -736,7 +739,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             .table
             .put(
                 &ckey,
-                json!({"until": until}),
+                Item::new().with("until", until),
                 Condition::AbsentOrBelow {
                     attr: "until",
                     value: now_ms,
@@ -755,7 +758,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             Err(ServiceError::ConditionFailed) => {
                 let held = s.table.get(&ckey).await.ok().flatten();
                 shared.bill_read();
-                Some(held.and_then(|v| v["until"].as_i64()).unwrap_or(until))
+                Some(held.and_then(|v| v.number("until")).unwrap_or(until))
             }
             Err(ServiceError::Throttled { retry_after }) => Some(now_ms + retry_after.as_millis() as i64),
         };
@@ -779,7 +782,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             shared.bill_read();
             s.table.get(&rkey).await.ok().flatten().is_some()
         };
-        if stored || again.is_some_and(|v| v["cancelled"] == json!(true) || complete(&v)) {
+        if stored || again.is_some_and(|v| v.flag("cancelled") || complete(&v)) {
             if let Some(until) = mine {
                 release_claim(shared, &ckey, k, until).await;
             }
@@ -808,7 +811,9 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     release(&mut shared.watch().calling, k);
     match result {
         Ok(response) => {
-            let verdict = json!([response.verdict.valid, response.verdict.issues]);
+            let verdict = Item::new()
+                .with("valid", response.verdict.valid)
+                .with("issues", i64::from(response.verdict.issues));
             // The file may have completed during the call (its result items then are gone):
             // the write is conditional on it not being complete too. In DynamoDB that is a
             // TransactWriteItems with a ConditionCheck on `file#F`; here the read and the put
@@ -818,7 +823,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             let first = if whole.as_ref().is_some_and(complete) {
                 Err(ServiceError::ConditionFailed)
             } else {
-                s.table.put(&rkey, json!({"verdict": verdict}), Condition::Absent).await
+                s.table.put(&rkey, verdict, Condition::Absent).await
             };
             shared.bill_write();
             if first.is_ok() {
@@ -872,8 +877,8 @@ async fn release_claim(shared: &Shared, ckey: &str, k: Key, until: i64) {
 }
 
 /// Whether a `file#F` item says every chunk is validated.
-fn complete(item: &serde_json::Value) -> bool {
-    matches!((item["done"].as_i64(), item["chunks"].as_i64()), (Some(d), Some(c)) if d >= c)
+fn complete(item: &Item) -> bool {
+    matches!((item.number("done"), item.number("chunks")), (Some(d), Some(c)) if d >= c)
 }
 
 /// The file-validated event: the file's results are complete (the engine has them all), so its
@@ -921,7 +926,7 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
             shared.bill_read();
             match stored {
                 // Failed already (seen again after 12 h): it stays.
-                Some(item) if item.get("failed").is_some() => {
+                Some(item) if item.has("failed") => {
                     let _ = s.dead_letter.change_visibility(handle, MAX_VISIBILITY).await;
                     shared.bill_sqs();
                     continue;
@@ -948,7 +953,11 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
             // message moved here has stored a verdict first.
             let failed = s
                 .table
-                .put(&format!("result#{key}"), json!({"failed": times}), Condition::Absent)
+                .put(
+                    &format!("result#{key}"),
+                    Item::new().with("failed", times),
+                    Condition::Absent,
+                )
                 .await;
             shared.bill_write();
             if failed.is_err() {
