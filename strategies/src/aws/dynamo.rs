@@ -14,9 +14,7 @@
 
 use std::time::Duration;
 
-use std::collections::BTreeMap;
 use std::hash::BuildHasherDefault;
-use std::ops::Bound;
 
 use indexmap::IndexMap;
 use rustc_hash::FxHasher;
@@ -78,11 +76,18 @@ impl From<bool> for Attr {
     }
 }
 
-/// An item: named attributes, in the order they were first set. Up to four stay inline, so
+/// An item: named attributes, in the order they were first set. Up to three stay inline, so
 /// that writing or reading an item allocates nothing (a JSON object per item cost a tree
 /// allocation and its clone on every read: a fifth of the choreography's time).
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Item(SmallVec<[(&'static str, Attr); 4]>);
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Item(SmallVec<[(&'static str, Attr); 3]>);
+
+impl Clone for Item {
+    fn clone(&self) -> Self {
+        // A copy of the slice (the derived clone went element by element).
+        Self(SmallVec::from_slice(&self.0))
+    }
+}
 
 impl Item {
     /// An item with no attribute.
@@ -129,15 +134,18 @@ impl Item {
     }
 }
 
+/// A map hashed with a fixed hash (nothing depends on the process or the run).
+type Hashed<V> = IndexMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
+
 /// A table's items by partition: the key up to and including its last `#` (`result#7#`), then
-/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Partitions are hashed (a
-/// fixed hash: nothing depends on the process) and each keeps its items in sort-key order, as
-/// DynamoDB does; one sorted map of every key made each operation compare long common
-/// prefixes along a deep tree. A query sorts what it gathers from several partitions, so no
-/// hash order reaches output.
+/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Both levels are hashed: a
+/// get or a put is two hash lookups (one sorted map of every key made each operation compare
+/// long common prefixes along a deep tree, and sorted partitions still cost a tenth of the
+/// choreography's time). A query sorts what it reads into key order, as DynamoDB returns it,
+/// so no hash order reaches output.
 #[derive(Debug, Default)]
 struct Items {
-    partitions: IndexMap<Box<str>, BTreeMap<Box<str>, Item>, BuildHasherDefault<FxHasher>>,
+    partitions: Hashed<Hashed<Item>>,
     len: usize,
 }
 
@@ -161,11 +169,14 @@ impl Items {
             Some(i) => &mut self.partitions[i],
             None => self.partitions.entry(p.into()).or_default(),
         };
-        if !part.contains_key(k) {
-            part.insert(k.into(), Item::new());
-            self.len += 1;
-        }
-        part.get_mut(k).expect("inserted above")
+        let i = match part.get_index_of(k) {
+            Some(i) => i,
+            None => {
+                self.len += 1;
+                part.insert_full(k.into(), Item::new()).0
+            }
+        };
+        &mut part[i]
     }
 
     fn insert(&mut self, key: &str, item: Item) {
@@ -175,7 +186,7 @@ impl Items {
     fn remove(&mut self, key: &str) {
         let (p, k) = split_key(key);
         if let Some(part) = self.partitions.get_mut(p)
-            && part.remove(k).is_some()
+            && part.swap_remove(k).is_some()
         {
             self.len -= 1;
             if part.is_empty() {
@@ -191,10 +202,7 @@ impl Items {
         let mut out = Vec::new();
         let (p, rest) = split_key(prefix);
         if let Some(part) = self.partitions.get(p) {
-            for (k, v) in part.range::<str, _>((Bound::Included(rest), Bound::Unbounded)) {
-                if !k.starts_with(rest) {
-                    break;
-                }
+            for (k, v) in part.iter().filter(|(k, _)| k.starts_with(rest)) {
                 out.push((format!("{p}{k}"), v.clone()));
             }
         }
@@ -204,8 +212,8 @@ impl Items {
                     out.push((format!("{name}{k}"), v.clone()));
                 }
             }
-            out.sort_by(|a, b| a.0.cmp(&b.0));
         }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
         out
     }
 }

@@ -207,7 +207,29 @@ struct Services {
 /// run's time).
 struct Tally {
     figures: [f64; FIGURES.len()],
-    units: BTreeMap<Unit, f64>,
+    /// Per unit of [`UNITS`], what was billed since the last flush (`None`: nothing).
+    units: [Option<f64>; UNITS.len()],
+}
+
+/// The units the design bills, in the order the run keeps them.
+const UNITS: [Unit; 5] = [
+    Unit::SqsRequest,
+    Unit::LambdaRequest,
+    Unit::LambdaGbSecond,
+    Unit::DynamoWrite,
+    Unit::DynamoRead,
+];
+
+/// The position of `unit` in [`UNITS`].
+const fn unit_slot(unit: Unit) -> usize {
+    match unit {
+        Unit::SqsRequest => 0,
+        Unit::LambdaRequest => 1,
+        Unit::LambdaGbSecond => 2,
+        Unit::DynamoWrite => 3,
+        Unit::DynamoRead => 4,
+        _ => panic!("every unit the design bills is listed in UNITS"),
+    }
 }
 
 impl Tally {
@@ -300,7 +322,7 @@ impl Shared {
     }
 
     fn bill(&self, unit: Unit, n: f64) {
-        *self.tally().units.entry(unit).or_default() += n;
+        *self.tally().units[unit_slot(unit)].get_or_insert(0.0) += n;
     }
 
     fn bill_sqs(&self) {
@@ -323,8 +345,10 @@ impl Shared {
         for ((name, _), v) in FIGURES.iter().zip(t.figures) {
             self.ctx.set_metric(name, v);
         }
-        for (unit, n) in std::mem::take(&mut t.units) {
-            self.ctx.bill(unit, n);
+        for (unit, n) in UNITS.iter().zip(std::mem::take(&mut t.units)) {
+            if let Some(n) = n {
+                self.ctx.bill(*unit, n);
+            }
         }
     }
 
@@ -372,7 +396,7 @@ fn services(ctx: &RunContext, config: &SqsConfig) -> Arc<Services> {
         watch: Mutex::new(Watch::default()),
         tally: Mutex::new(Tally {
             figures: [0.0; FIGURES.len()],
-            units: BTreeMap::new(),
+            units: [None; UNITS.len()],
         }),
     })
 }
@@ -680,10 +704,14 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let s = &shared.services;
     let handle = Handle::from(&r);
     let Msg { file, chunk } = r.body;
-    let key = format!("{}#{}", file.0, chunk);
     let fkey = format!("file#{}", file.0);
-    let rkey = format!("result#{key}");
-    let ckey = format!("claim#{key}");
+    let rkey = format!("result#{}#{chunk}", file.0);
+    let claims = shared.config.dedupe == Dedupe::Claim;
+    let ckey = if claims {
+        format!("claim#{}#{chunk}", file.0)
+    } else {
+        String::new()
+    };
     // The file's item (its cancel flag) and the chunk's result, read before any call.
     let item = s.table.get(&fkey).await.ok().flatten();
     let checked = ctx.now();
