@@ -9,6 +9,8 @@ pub const BUILTIN: &[(&str, &str)] = &[
     ("outage", include_str!("../scenarios/outage.toml")),
     ("cancel", include_str!("../scenarios/cancel.toml")),
     ("tenants", include_str!("../scenarios/tenants.toml")),
+    ("multi-tenant", include_str!("../scenarios/multi-tenant.toml")),
+    ("burst", include_str!("../scenarios/burst.toml")),
     ("crash-resume", include_str!("../scenarios/crash-resume.toml")),
     ("azure", include_str!("../scenarios/azure.toml")),
     ("million", include_str!("../scenarios/million.toml")),

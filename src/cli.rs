@@ -381,6 +381,7 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
         let opts = RunOptions {
             time_scale: 1.0,
             progress: show_progress.then(|| progress_callback(&bar, strategy.name())),
+            trace: false,
         };
         let started = Instant::now();
         let mut report = strategies::simulate(strategy.as_ref(), scenario, &opts)
@@ -649,6 +650,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
             let opts = RunOptions {
                 progress,
                 time_scale: live.time_scale,
+                trace: false,
             };
             let start = tokio::time::Instant::now();
             let mut report = sim::execute(

@@ -619,6 +619,50 @@ fn every_shipped_scenario_shows_what_its_description_says_under_every_strategy()
     for r in runs("azure") {
         assert!(r.summary.llm_throttled > 0, "azure: {} never throttled", r.strategy);
     }
+    // burst: "300 files in about 2.5 minutes, ten times what the TPM limit clears, then quiet".
+    let burst = load_scenario("burst").expect("built-in");
+    let crowd = sim::workload::Workload::generate(&burst.workload, burst.seed)
+        .files()
+        .last()
+        .expect("files")
+        .arrival
+        .as_secs_f64();
+    assert!((120.0..=180.0).contains(&crowd), "the crowd lasts {crowd} s");
+    for r in run_scenario(&burst, &[], false).expect("runs").runs {
+        let s = &r.summary;
+        assert!(
+            s.ideal_makespan_s > 8.0 * crowd,
+            "{}: ideal {}",
+            r.strategy,
+            s.ideal_makespan_s
+        );
+        // Each design either works the backlog off long after the crowd, or gives files up.
+        assert!(
+            s.makespan_s > 5.0 * crowd || s.files_failed > 0,
+            "{}: {} s and nothing failed",
+            r.strategy,
+            s.makespan_s
+        );
+    }
+    // multi-tenant: "one heavy user (3 files in 4) and four light ones, 2 files in progress
+    // each, the rest queued: per-user throughput and fairness".
+    for r in runs("multi-tenant") {
+        let s = &r.summary;
+        assert_eq!(s.users.len(), 5, "{}", r.strategy);
+        let heavy = s.users[0].files as f64 / s.files_total as f64;
+        assert!(
+            (0.65..=0.85).contains(&heavy),
+            "{}: user-1 has {heavy} of the files",
+            r.strategy
+        );
+        assert!(
+            s.users[1..].iter().all(|u| u.files < s.users[0].files / 4),
+            "{}",
+            r.strategy
+        );
+        assert_eq!(s.files_rejected, 0, "{}: over quota is queued", r.strategy);
+        assert!(s.fairness.is_some_and(|f| f < 0.9), "{}: {:?}", r.strategy, s.fairness);
+    }
 }
 
 #[test]

@@ -11,6 +11,8 @@ use std::task::Poll;
 use std::time::Duration;
 
 use simkit::rng::{SimRng, derive_seed};
+
+use crate::trace::CallEnd;
 use tokio::sync::Notify;
 use tokio::task::{AbortHandle, JoinHandle};
 use tokio::time::Instant;
@@ -158,10 +160,14 @@ pub(crate) struct State {
     pub(crate) units: BTreeMap<Unit, f64>,
     pub(crate) metrics: BTreeMap<String, f64>,
     pub(crate) artifacts: BTreeMap<String, Artifact>,
+    /// The run's trace, when asked for ([`crate::RunOptions::trace`]).
+    pub(crate) trace: Option<Box<crate::trace::Trace>>,
     progress_every: u64,
     validated: u64,
     wake: bool,
     final_due: bool,
+    /// A file's cancellation was requested (wakes [`RunContext::cancel_requested`]).
+    cancel_due: bool,
     progress_due: bool,
 }
 
@@ -211,10 +217,12 @@ impl State {
             units: BTreeMap::new(),
             metrics: BTreeMap::new(),
             artifacts: BTreeMap::new(),
+            trace: None,
             progress_every: (workload.chunks_total() / 200).max(1),
             validated: 0,
             wake: false,
             final_due: false,
+            cancel_due: false,
             progress_due: false,
             workload,
         }
@@ -408,10 +416,11 @@ impl State {
     fn chunk_done(&mut self, id: FileId, chunk: u32, outcome: ChunkOutcome, now: Duration) {
         let f = self.file(id);
         let live = f.status == FileStatus::Admitted && f.cancel_at.is_none();
-        match outcome {
+        let traced = match outcome {
             ChunkOutcome::Validated(_) if !live => {
                 // The file ended, or its cancellation was requested: the answer is wasted.
                 self.discarded += 1;
+                self.trace_reported(id, chunk, now, crate::trace::Stored::Discarded);
                 return;
             }
             ChunkOutcome::Validated(resp) => match self.results.store(id, chunk, resp.verdict, resp.usage.total()) {
@@ -421,17 +430,51 @@ impl State {
                     if self.validated.is_multiple_of(self.progress_every) {
                         self.progress_due = true;
                     }
+                    crate::trace::Stored::New
                 }
-                Stored::Duplicate => self.duplicates += 1,
+                Stored::Duplicate => {
+                    self.duplicates += 1;
+                    crate::trace::Stored::Duplicate
+                }
             },
             ChunkOutcome::Failed => {
                 if live {
                     self.results.fail(id, chunk);
                 }
+                crate::trace::Stored::Failed
             }
-            ChunkOutcome::Cancelled => {}
-        }
+            ChunkOutcome::Cancelled => crate::trace::Stored::Cancelled,
+        };
+        self.trace_reported(id, chunk, now, traced);
         self.maybe_finish(id, now);
+    }
+
+    fn trace_reported(&mut self, file: FileId, chunk: u32, at: Duration, stored: crate::trace::Stored) {
+        if let Some(t) = &mut self.trace {
+            t.reported.push(crate::trace::Reported {
+                file,
+                chunk,
+                at,
+                stored,
+            });
+        }
+    }
+
+    /// The trace, finished: each file's final state and its chunks'.
+    pub(crate) fn take_trace(&mut self) -> Option<Box<crate::trace::Trace>> {
+        let mut t = self.trace.take()?;
+        for i in 0..self.files.len() {
+            let id = FileId(i as u32);
+            let chunks = self.workload.file(id).chunks;
+            let f = &self.files[i];
+            t.files.push(crate::trace::FileEnd {
+                file: id,
+                status: f.status,
+                cancel_requested: f.cancel_at,
+                chunks: (0..chunks).map(|c| self.results.state(id, c)).collect(),
+            });
+        }
+        Some(t)
     }
 
     fn cancel_file(&mut self, id: FileId, now: Duration) {
@@ -458,6 +501,7 @@ impl State {
             FileStatus::Failed => {
                 // It stays failed, but the user no longer wants it: no redrive may reopen it.
                 self.file(id).cancel_at.get_or_insert(now);
+                self.cancel_due = true;
                 return;
             }
             _ => return,
@@ -465,6 +509,7 @@ impl State {
         self.recorder
             .event(now, EventKind::CancelRequested, Some(id), Some(user), String::new());
         self.wake = true;
+        self.cancel_due = true;
     }
 
     pub(crate) fn cancel(&mut self, target: CancelTarget, now: Duration) {
@@ -481,6 +526,13 @@ impl State {
         };
         for id in ids {
             self.cancel_file(id, now);
+        }
+    }
+
+    fn trace_call_ended(&mut self, traced: Option<usize>, now: Duration, end: CallEnd) {
+        if let (Some(t), Some(i)) = (&mut self.trace, traced) {
+            t.calls[i].ended = Some(now);
+            t.calls[i].end = Some(end);
         }
     }
 
@@ -501,6 +553,20 @@ impl State {
 
     pub(crate) fn crash(&mut self, now: Duration) {
         self.results.crash();
+        if self.trace.is_some() {
+            let mut kept = Vec::new();
+            for i in 0..self.files.len() {
+                let id = FileId(i as u32);
+                for c in 0..self.workload.file(id).chunks {
+                    if self.results.committed(id, c).is_some() {
+                        kept.push((id, c));
+                    }
+                }
+            }
+            if let Some(t) = &mut self.trace {
+                t.crashes.push(crate::trace::Crash { at: now, kept });
+            }
+        }
         self.restarts += 1;
         self.last_crash = Some(now);
         self.recorder.event(now, EventKind::Crashed, None, None, String::new());
@@ -588,6 +654,8 @@ struct Shared {
     state: Mutex<State>,
     feed: Notify,
     finals: Notify,
+    /// Woken when a file's cancellation is requested.
+    cancels: Notify,
     seed: u64,
     rng: Mutex<SimRng>,
     tasks: Mutex<Vec<AbortHandle>>,
@@ -619,6 +687,8 @@ struct CallGuard<'a> {
     ctx: &'a RunContext,
     file: FileId,
     sent: Duration,
+    /// The call's place in the trace, when there is one.
+    traced: Option<usize>,
     armed: bool,
 }
 
@@ -627,7 +697,10 @@ impl Drop for CallGuard<'_> {
         if self.armed {
             let now = self.ctx.now();
             // Through `with_state`, so that a cancelled file this ends wakes its waiters.
-            self.ctx.with_state(|st| st.call_ended(self.file, self.sent, now, None));
+            self.ctx.with_state(|st| {
+                st.trace_call_ended(self.traced, now, CallEnd::Dropped);
+                st.call_ended(self.file, self.sent, now, None);
+            });
         }
     }
 }
@@ -672,8 +745,12 @@ impl RunContext {
         start: Instant,
         progress: Option<ProgressFn>,
         time_scale: f64,
+        trace: bool,
     ) -> Self {
-        let state = State::new(workload.clone(), scenario.quotas, scenario.results);
+        let mut state = State::new(workload.clone(), scenario.quotas, scenario.results);
+        if trace {
+            state.trace = Some(Box::default());
+        }
         RunContext {
             shared: Arc::new(Shared {
                 tpm_charge: scenario.provider_config().tpm_charge,
@@ -684,6 +761,7 @@ impl RunContext {
                 state: Mutex::new(state),
                 feed: Notify::new(),
                 finals: Notify::new(),
+                cancels: Notify::new(),
                 seed: scenario.seed,
                 rng: Mutex::new(SimRng::new(derive_seed(scenario.seed, "strategy"))),
                 tasks: Mutex::new(Vec::new()),
@@ -704,18 +782,22 @@ impl RunContext {
 
     /// Runs `f` on the state, then wakes the feed and reports progress if `f` made that due.
     pub(crate) fn with_state<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
-        let (out, wake, finals, progress) = {
+        let (out, wake, finals, cancels, progress) = {
             let mut st = self.lock();
             let out = f(&mut st);
             let wake = std::mem::take(&mut st.wake);
             let finals = std::mem::take(&mut st.final_due);
+            let cancels = std::mem::take(&mut st.cancel_due);
             let progress = std::mem::take(&mut st.progress_due).then(|| Progress {
                 chunks_done: st.validated,
                 chunks_total: self.shared.workload.chunks_total(),
                 elapsed: self.now(),
             });
-            (out, wake, finals, progress)
+            (out, wake, finals, cancels, progress)
         };
+        if cancels {
+            self.shared.cancels.notify_waiters();
+        }
         if wake {
             self.shared.feed.notify_waiters();
         }
@@ -814,21 +896,32 @@ impl RunContext {
     /// recorded as the call ending then.
     pub async fn call(&self, req: ChatRequest) -> Result<ChatResponse, LlmError> {
         let sent = self.now();
-        {
+        let charge = self.shared.tpm_charge.charge(req.prompt_tokens, req.max_tokens);
+        let traced = {
             let mut st = self.lock();
             st.recorder.request_sent(sent, req.attempt);
             st.file(req.file).in_flight += 1;
-        }
+            st.trace.as_mut().map(|t| {
+                t.calls.push(crate::trace::Call {
+                    file: req.file,
+                    chunk: req.chunk,
+                    attempt: req.attempt,
+                    charge,
+                    sent,
+                    ended: None,
+                    end: None,
+                });
+                t.calls.len() - 1
+            })
+        };
         let mut guard = CallGuard {
             ctx: self,
             file: req.file,
             sent,
+            traced,
             armed: true,
         };
-        let (file, charge) = (
-            req.file,
-            self.shared.tpm_charge.charge(req.prompt_tokens, req.max_tokens),
-        );
+        let file = req.file;
         let mut result = self.shared.backend.complete(req).await;
         guard.armed = false;
         let now = self.now();
@@ -844,7 +937,10 @@ impl RunContext {
             Ok(r) => Ok((r.usage, charge)),
             Err(e) => Err(e.kind()),
         };
-        self.with_state(|st| st.call_ended(file, sent, now, Some(outcome)));
+        self.with_state(|st| {
+            st.trace_call_ended(traced, now, outcome.map_or_else(CallEnd::Error, |_| CallEnd::Answered));
+            st.call_ended(file, sent, now, Some(outcome));
+        });
         result
     }
 
@@ -872,6 +968,21 @@ impl RunContext {
             s.is_final().then_some(s)
         })
         .await
+    }
+
+    /// Waits until the cancellation of `file` (by file, user or run) has been requested, and
+    /// returns when it was. For a design whose cancellation path must not depend on holding the
+    /// file's [`FileTask`] (a flag written for files split before a crash, say).
+    pub async fn cancel_requested(&self, file: FileId) -> Duration {
+        loop {
+            let notified = self.shared.cancels.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if let Some(at) = self.lock().files[file.0 as usize].cancel_at {
+                return at;
+            }
+            notified.await;
+        }
     }
 
     /// Waits until every file of the run has reached a final state.

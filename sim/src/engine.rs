@@ -36,6 +36,9 @@ pub struct RunOptions {
     /// Live runs only: the scenario runs this many times faster than real time (every duration
     /// divided by it). 1 (or 0, the default) means real time.
     pub time_scale: f64,
+    /// Keep the run's [`crate::trace::Trace`] in [`RunReport::trace`] (for the testing kit;
+    /// memory grows with calls). Default false.
+    pub trace: bool,
 }
 
 impl RunOptions {
@@ -94,6 +97,7 @@ pub async fn execute(
         start,
         opts.progress.clone(),
         opts.scale(),
+        opts.trace,
     );
     let (crash_tx, crash_rx) = mpsc::unbounded_channel();
     let mut background = JoinSet::new();
@@ -433,5 +437,6 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         events: std::mem::take(&mut st.recorder.events),
         events_dropped: st.recorder.events_dropped,
         artifacts: std::mem::take(&mut st.artifacts),
+        trace: st.take_trace(),
     }
 }

@@ -14,6 +14,7 @@
 //! - [`params`]: the parameter store; [`results`]: the result store (each chunk's terminal state);
 //! - [`rng`]: a strategy's seeded generators ([`context::RunContext::rng`]);
 //! - [`recorder`]: histograms, per-second series, event log; [`report`]: the report types;
+//! - [`trace`]: a run's per-call, per-chunk trace, kept on request for checking invariants;
 //! - [`bound`]: the ideal makespan (a lower bound no strategy can beat);
 //! - [`error`]: the error type, [`SimError`].
 //!
@@ -39,6 +40,7 @@ pub mod report;
 pub mod results;
 pub mod rng;
 pub mod scenario;
+pub mod trace;
 pub mod workload;
 
 pub use backend::{ChatRequest, ChatResponse, LlmBackend, LlmError, SimBackend};

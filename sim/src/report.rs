@@ -155,6 +155,9 @@ pub struct RunReport {
     /// folder as JSON Lines beside `report.json`, not inside it.
     #[serde(skip)]
     pub artifacts: std::collections::BTreeMap<String, crate::context::Artifact>,
+    /// The run's trace, when [`crate::RunOptions::trace`] asked for it (not in the JSON).
+    #[serde(skip)]
+    pub trace: Option<Box<crate::trace::Trace>>,
 }
 
 /// The headline figures of a run. See README.md ("Report fields") for each.

@@ -253,17 +253,34 @@ impl ResultStore {
 /// computed from the workload and the verdict rule alone, never from a run, so that tests (and
 /// users' own) can hold any strategy's `results_digest` to it as an independent oracle.
 pub fn provider_digest(scenario: &crate::Scenario) -> u64 {
+    digest_of(
+        provider_verdicts(scenario)
+            .into_iter()
+            .enumerate()
+            .flat_map(|(f, chunks)| {
+                chunks
+                    .into_iter()
+                    .enumerate()
+                    .map(move |(c, v)| (FileId(f as u32), c as u32, v))
+            }),
+    )
+}
+
+/// The provider's verdict for every chunk of `scenario`, by file and chunk: what a stored result
+/// must be, computed from the workload and the verdict rule alone.
+pub fn provider_verdicts(scenario: &crate::Scenario) -> Vec<Vec<Verdict>> {
     let workload = crate::workload::Workload::generate(&scenario.workload, scenario.seed);
     let provider = scenario.provider_config();
     let seed = simkit::rng::derive_seed(provider.seed, "verdicts");
-    let mut all = Vec::with_capacity(workload.chunks_total() as usize);
-    for f in workload.files() {
-        for c in 0..f.chunks {
-            let key = workload.chunk(f.id, c).key;
-            all.push((f.id, c, Verdict::for_chunk(seed, key, provider.invalid_rate.0)));
-        }
-    }
-    digest_of(all)
+    workload
+        .files()
+        .iter()
+        .map(|f| {
+            (0..f.chunks)
+                .map(|c| Verdict::for_chunk(seed, workload.chunk(f.id, c).key, provider.invalid_rate.0))
+                .collect()
+        })
+        .collect()
 }
 
 /// The digest of a sequence of results, as [`ResultStore::digest`] computes it.

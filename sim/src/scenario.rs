@@ -133,6 +133,17 @@ impl Scenario {
                 ),
             });
         }
+        if let Some(w) = &self.workload.user_weights
+            && w.len() != users as usize
+        {
+            return Err(SimError::Scenario {
+                origin: self.source.origin.clone(),
+                message: format!(
+                    "[workload]: `user_weights` has {} weights, but `users` is {users}: give one per user",
+                    w.len()
+                ),
+            });
+        }
         for entry in &self.timeline {
             if let Action::Cancel(c) = &entry.get_ref().action {
                 match c {
@@ -259,6 +270,20 @@ pub struct WorkloadConfig {
     /// When files arrive. Default all at once.
     #[serde(default)]
     pub arrival: Arrival,
+    /// How files are shared among users: one weight per user (`[6, 1, 1]`: user-1 uploads six
+    /// times as many files as each other user), each 1 to 1,000,000. Default: every user alike.
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "user_weights")]
+    pub user_weights: Option<Vec<u32>>,
+}
+
+fn user_weights<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<u32>>, D::Error> {
+    let v = Vec::<u32>::deserialize(d)?;
+    if let Some(w) = v.iter().find(|w| !(1..=1_000_000).contains(*w)) {
+        return Err(serde::de::Error::custom(format!(
+            "{w} is out of range: each of `user_weights` lies in [1, 1000000]"
+        )));
+    }
+    Ok(Some(v))
 }
 
 fn one() -> NonZeroU32 {

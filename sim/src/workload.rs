@@ -64,7 +64,23 @@ impl Workload {
                 Arrival::Steady { per_minute } => i as f64 * 60.0 / per_minute.0,
                 Arrival::Bursts { every, size } => (i as u64 / u64::from(size.get())) as f64 * every.0.as_secs_f64(),
             };
-            let user = UserId(rng.range_inclusive(0, u64::from(config.users.get()) - 1) as u32);
+            let user = match &config.user_weights {
+                None => UserId(rng.range_inclusive(0, u64::from(config.users.get()) - 1) as u32),
+                Some(weights) => {
+                    // A draw over the weights' sum, placed on their running total.
+                    let total: u64 = weights.iter().map(|w| u64::from(*w)).sum();
+                    let mut draw = rng.range_inclusive(0, total - 1);
+                    let mut user = 0;
+                    for (i, w) in weights.iter().enumerate() {
+                        if draw < u64::from(*w) {
+                            user = i;
+                            break;
+                        }
+                        draw -= u64::from(*w);
+                    }
+                    UserId(user as u32)
+                }
+            };
             let chunks = config.chunks_per_file.sample(&mut rng);
             chunks_total += u64::from(chunks);
             files.push(FileSpec {

@@ -181,3 +181,31 @@ fn every_shipped_scenario_parses() {
     }
     assert!(n >= 7, "found {n} scenarios");
 }
+
+#[test]
+fn user_weights_share_the_files_in_proportion() {
+    // users = 3 with weights 6:1:1: user-1 gets about three files in four.
+    let text = with("users = 3", "users = 3\nuser_weights = [6, 1, 1]").replace("files = 10", "files = 8000");
+    let s = Scenario::parse(&text, "weights.toml").expect("valid");
+    let w = sim::workload::Workload::generate(&s.workload, s.seed);
+    let mut per_user = [0u32; 3];
+    for f in w.files() {
+        per_user[f.user.0 as usize] += 1;
+    }
+    // 6/8 = 0.75 of 8,000 files; the binomial's standard deviation is under 40 files, so 0.72 to
+    // 0.78 is more than seven of them either side.
+    let heavy = f64::from(per_user[0]) / 8000.0;
+    assert!((0.72..=0.78).contains(&heavy), "{per_user:?}");
+    assert!(per_user[1] > 700 && per_user[2] > 700, "{per_user:?}");
+}
+
+#[test]
+fn user_weights_must_give_one_weight_per_user_each_at_least_one() {
+    let e = err(&with("users = 3", "users = 3\nuser_weights = [6, 1]"));
+    assert!(e.contains("`user_weights` has 2 weights, but `users` is 3"), "{e}");
+    let e = err(&with("users = 3", "users = 3\nuser_weights = [6, 0, 1]"));
+    assert!(
+        e.contains("line 7") && e.contains("each of `user_weights` lies in [1, 1000000]"),
+        "{e}"
+    );
+}

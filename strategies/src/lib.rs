@@ -12,6 +12,8 @@
 //! - [`sqs`]: SQS choreography: a message per chunk, Lambda validators behind an event source
 //!   mapping, results and counters in a table;
 //! - [`aws`]: the simulated AWS services (Lambda, SQS, DynamoDB) the serverless designs share;
+//! - `kit` (feature `kit`): the testing kit: generated cases, the invariants every strategy owes,
+//!   and `kit::check_strategy` for your own strategy's tests;
 //! - [`retry`]: backoff policies shared by strategies;
 //! - [`error`]: the error type, [`StrategyError`].
 //!
@@ -26,6 +28,8 @@ pub mod aws;
 pub mod cookbook;
 pub mod error;
 pub mod fixed;
+#[cfg(feature = "kit")]
+pub mod kit;
 pub mod range;
 pub mod retry;
 pub mod sqs;

@@ -385,3 +385,45 @@ batch_size = {batch_size}
         }
     }
 }
+
+/// Found by the testing kit (seed 131494): a file cancelled at the very instant the orchestrator
+/// restarted after a crash was never handed out again, so no cancel watcher wrote its flag, and
+/// a validator called the LLM for its queued message 20 ms after the cancel. Restart now starts
+/// a watcher, by id, for every file split before.
+#[test]
+fn a_file_cancelled_at_the_restart_instant_gets_its_flag_and_no_call_after_it() {
+    use strategies::kit::{Case, Expect, Fault, PATIENT, check_case};
+    let case = Case {
+        seed: 131494,
+        files: 10,
+        users: 4,
+        max_chunks: 6,
+        tpm: 19958,
+        error_rate: 0.162,
+        hang_rate: 0.018,
+        // The provider's default latency, as the case was found with.
+        latency_ms: 400,
+        sigma: 0.3,
+        duplicate_rate: 0.0,
+        at_end: false,
+        faults: vec![
+            Fault::Outage {
+                at_s: 91,
+                for_s: 15,
+                status: 503,
+            },
+            Fault::Crash {
+                at_s: 91,
+                restart_after_s: 47,
+            },
+            Fault::TpmCut { at_s: 131, tpm: 9948 },
+            Fault::CancelRun { at_s: 138 },
+        ],
+    };
+    let s = Scenario::parse(&case.toml(PATIENT), "regression").expect("valid");
+    let sqs = strategies::build("sqs", &s).expect("built in");
+    // The case's run is cancelled at the restart (91 s + 47 s): every call must start by then.
+    check_case(sqs.as_ref(), &s, &Expect::default()).expect("no call starts after the cancel");
+    let r = run(&s);
+    assert_eq!(metric(&r, "calls_after_cancel_flag"), 0.0);
+}

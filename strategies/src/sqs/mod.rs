@@ -44,7 +44,7 @@ use crate::aws::dynamo::{Attr, Capacity, Item};
 use crate::aws::esm::{EsmConfig, Scaler};
 use crate::aws::lambda::Lambda;
 use crate::aws::sqs::{MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, QueueConfig, Received};
-use crate::{BoxRun, Strategy, cancel_requested};
+use crate::{BoxRun, Strategy};
 
 /// The strategy's figures (`strategy_metrics` in the report), each with what it counts.
 pub const FIGURES: &[(&str, &str)] = &[
@@ -434,6 +434,20 @@ async fn run(ctx: RunContext, config: SqsConfig) {
             fig!("crash_stranded_messages"),
             held.values().map(|n| f64::from(*n)).sum(),
         );
+        // The cancel watchers died with the orchestrator. Every file split before, not complete
+        // and not flagged, gets one again now, by its id: a file cancelled while the
+        // orchestrator was down (or at the restart's instant) is never handed out again, and
+        // its messages are still queued.
+        let files = shared.services.table.query("file#").await.unwrap_or_default();
+        shared.bill_read();
+        for (key, item) in files {
+            if complete(&item) || item.flag("cancelled") {
+                continue;
+            }
+            if let Some(id) = key.strip_prefix("file#").and_then(|n| n.parse().ok()) {
+                ctx.spawn(cancel_flag(shared.clone(), FileId(id)));
+            }
+        }
     }
     ctx.spawn(split(shared.clone()));
     ctx.spawn(watch_dead_letters(shared.clone()));
@@ -478,11 +492,11 @@ async fn split(shared: Arc<Shared>) {
                     let _ = s.queue.send(Msg { file: file.id, chunk }, None).await;
                     shared.bill_sqs();
                 }
+                ctx.spawn(cancel_flag(shared.clone(), file.id));
             }
+            // Split before a crash: its cancel watcher was started at the restart.
             Err(_) => resume(&shared, &file).await,
         }
-        let (s2, f) = (shared.clone(), file.clone());
-        ctx.spawn(cancel_flag(s2, f));
     }
 }
 
@@ -510,16 +524,24 @@ async fn resume(shared: &Shared, file: &FileTask) {
     }
 }
 
-/// Sets the file's cancel flag when its cancellation is requested.
-async fn cancel_flag(shared: Arc<Shared>, file: FileTask) {
-    cancel_requested(&shared.ctx, &file).await;
+/// Sets the file's cancel flag when its cancellation is requested (as the cancel API would
+/// write it: by the file's id, whoever holds the file), unless the file completed or failed
+/// first.
+async fn cancel_flag(shared: Arc<Shared>, file: FileId) {
+    shared.ctx.cancel_requested(file).await;
+    if matches!(
+        shared.ctx.status(file),
+        sim::FileStatus::Completed | sim::FileStatus::Failed
+    ) {
+        return;
+    }
     let _ = shared
         .services
         .table
-        .set(&format!("file#{}", file.id.0), "cancelled", Attr::Bool(true))
+        .set(&format!("file#{}", file.0), "cancelled", Attr::Bool(true))
         .await;
     shared.bill_write();
-    shared.watch().flagged.insert(file.id);
+    shared.watch().flagged.insert(file);
 }
 
 /// The event source mapping: long-polls for batches while it may run more, and invokes a
