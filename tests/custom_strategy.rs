@@ -28,12 +28,12 @@ fn the_kit_catches_a_resume_that_validates_stored_chunks_again() {
         "the failure names the invariant: {failure}"
     );
     // The shrunk case still has the crash that shows the bug, and its scenario replays it.
+    let case = failure.case.as_ref().expect("a failing case");
     assert!(
-        failure
-            .case
-            .faults
+        case.faults
             .iter()
-            .any(|f| matches!(f, strategies::kit::Fault::Crash { .. }))
+            .any(|f| matches!(f, strategies::kit::Fault::Crash { .. })),
+        "{case:?}"
     );
     let scenario = sim::Scenario::parse(&failure.scenario, "replay").expect("the scenario it gives is valid");
     let again = strategies::kit::check_case(

@@ -73,6 +73,10 @@ at = "3s"
 outage = { for = "2s", status = 503 }
 
 [[timeline]]
+at = "4s"
+slowdown = { for = "3s", factor = 3 }
+
+[[timeline]]
 at = "6s"
 limits = { tpm = 30000, rpm = 200 }
 

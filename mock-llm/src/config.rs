@@ -288,6 +288,20 @@ pub struct Schedule {
     pub outages: Vec<Outage>,
     /// Limit changes, in time order.
     pub limit_changes: Vec<LimitChange>,
+    /// Windows in which answers are slower (latency spikes).
+    pub slowdowns: Vec<Slowdown>,
+}
+
+/// A window in which every answer admitted takes `factor` times its usual generation time (a
+/// latency spike: a provider under load, a degraded region). Rate limiting is unchanged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Slowdown {
+    /// When it starts (from the run's start).
+    pub start: Duration,
+    /// When it ends (exclusive).
+    pub end: Duration,
+    /// How many times slower, more than 0 and at most 1,000.
+    pub factor: f64,
 }
 
 /// A window in which every request fails.

@@ -429,11 +429,19 @@ impl Provider {
         } else {
             0.0
         };
+        let spike = self
+            .config
+            .schedule
+            .slowdowns
+            .iter()
+            .filter(|s| s.start <= now && now < s.end)
+            .map(|s| s.factor)
+            .fold(1.0, f64::max);
         let service = self
             .config
             .latency
             .nominal(completion)
-            .mul_f64(self.config.latency.noise_factor(z));
+            .mul_f64(self.config.latency.noise_factor(z) * spike);
         let (queued, slot) = self.queue_for_capacity(now, service);
         let usage = Usage {
             prompt_tokens: req.prompt_tokens,
@@ -700,6 +708,27 @@ mod tests {
     }
 
     #[test]
+    fn an_answer_admitted_in_a_slowdown_takes_its_factor_times_as_long() {
+        // A latency spike from 10 s to 20 s, 4 times slower: 1,150 ms becomes 4,600 ms inside
+        // it, and is back to 1,150 ms at its end (the window is [start, end)).
+        let mut c = cfg(None, None);
+        c.schedule.slowdowns.push(crate::config::Slowdown {
+            start: Duration::from_secs(10),
+            end: Duration::from_secs(20),
+            factor: 4.0,
+        });
+        let mut p = Provider::new(c);
+        let latency = |p: &mut Provider, at: u64| match p.admit(Duration::from_secs(at), &req(10, 100)) {
+            Admission::Admitted(a) => a.latency,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(latency(&mut p, 9), Duration::from_millis(1150));
+        assert_eq!(latency(&mut p, 10), Duration::from_millis(4600));
+        assert_eq!(latency(&mut p, 19), Duration::from_millis(4600));
+        assert_eq!(latency(&mut p, 20), Duration::from_millis(1150));
+    }
+
+    #[test]
     fn noise_never_goes_below_the_documented_minimum() {
         let mut c = cfg(None, None);
         c.latency.sigma = Sigma(0.8);
@@ -812,6 +841,7 @@ mod tests {
                 status: 503,
             }],
             limit_changes: vec![],
+            slowdowns: vec![],
         };
         let mut p = Provider::new(c);
         let Admission::Failed(f) = p.admit(Duration::from_secs(10), &req(300, 200)) else {

@@ -176,6 +176,12 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
                     .recorder
                     .event(now, EventKind::OutageStarted, None, None, detail);
             }
+            Action::Slowdown(s) => {
+                let detail = format!("{}x slower for {:?}", s.factor, s.duration.0);
+                ctx.lock()
+                    .recorder
+                    .event(now, EventKind::SlowdownStarted, None, None, detail);
+            }
             Action::Limits(l) => {
                 let detail = format!("tpm {:?}, rpm {:?}", l.tpm, l.rpm);
                 ctx.lock()
@@ -212,14 +218,15 @@ pub fn cancelled_by_timeline(scenario: &Scenario, workload: &Workload) -> Vec<bo
     out
 }
 
-/// The scenario's disruptions, `[start, end)` in timeline order: each outage, and the
-/// orchestrator's downtime after each crash.
+/// The scenario's disruptions, `[start, end)` in timeline order: each outage, each latency spike,
+/// and the orchestrator's downtime after each crash.
 pub fn disruptions(scenario: &Scenario) -> Vec<(Duration, Duration)> {
     scenario
         .events()
         .iter()
         .filter_map(|e| match e.action {
             Action::Outage(o) => Some((e.at.0, e.at.0 + o.duration.0)),
+            Action::Slowdown(s) => Some((e.at.0, e.at.0 + s.duration.0)),
             Action::Crash(c) => Some((e.at.0, e.at.0 + c.restart_after.0)),
             _ => None,
         })

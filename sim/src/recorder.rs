@@ -72,6 +72,8 @@ pub enum EventKind {
     ParamsChanged,
     /// The provider went down.
     OutageStarted,
+    /// The provider's answers slowed down (a latency spike).
+    SlowdownStarted,
     /// The provider's limits changed.
     LimitsChanged,
     /// The orchestrator crashed.

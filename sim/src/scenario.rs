@@ -8,7 +8,7 @@ use std::num::{NonZeroU32, NonZeroU64};
 use std::path::Path;
 use std::time::Duration;
 
-use mock_llm::config::{LimitChange, Outage, ProviderConfig};
+use mock_llm::config::{LimitChange, Outage, ProviderConfig, Slowdown};
 use serde::{Deserialize, Serialize};
 
 use crate::dist::Dist;
@@ -183,6 +183,11 @@ impl Scenario {
                     start: e.at.0,
                     end: e.at.0 + o.duration.0,
                     status: o.status.0,
+                }),
+                Action::Slowdown(s) => p.schedule.slowdowns.push(Slowdown {
+                    start: e.at.0,
+                    end: e.at.0 + s.duration.0,
+                    factor: s.factor,
                 }),
                 Action::Limits(l) => p.schedule.limit_changes.push(LimitChange {
                     at: e.at.0,
@@ -583,6 +588,8 @@ pub enum Action {
     Set(ParamUpdate),
     /// Fail every request for a while: `outage = { for = "2m", status = 503 }`.
     Outage(OutageSpec),
+    /// Slow every answer down for a while (a latency spike): `slowdown = { for = "2m", factor = 5 }`.
+    Slowdown(SlowdownSpec),
     /// Change the provider's limits: `limits = { tpm = 100000, rpm = 300 }`.
     Limits(LimitsUpdate),
     /// Cancel a file, a user's files, or the whole run: `cancel = { user = "user-3" }`,
@@ -599,6 +606,7 @@ struct RawEntry {
     at: Dur,
     set: Option<ParamUpdate>,
     outage: Option<OutageSpec>,
+    slowdown: Option<SlowdownSpec>,
     limits: Option<LimitsUpdate>,
     cancel: Option<RawCancel>,
     crash: Option<CrashSpec>,
@@ -618,6 +626,9 @@ impl TryFrom<RawEntry> for TimelineEntry {
         if let Some(o) = r.outage {
             actions.push(Action::Outage(o));
         }
+        if let Some(s) = r.slowdown {
+            actions.push(Action::Slowdown(s));
+        }
         if let Some(l) = r.limits {
             if l.tpm.is_none() && l.rpm.is_none() {
                 return Err(here("`limits` must set `tpm`, `rpm` or both"));
@@ -636,7 +647,7 @@ impl TryFrom<RawEntry> for TimelineEntry {
                 action: actions.pop().expect("one action"),
             }),
             0 => Err(here(
-                "it needs one action: `set`, `outage`, `limits`, `cancel` or `crash`",
+                "it needs one action: `set`, `outage`, `slowdown`, `limits`, `cancel` or `crash`",
             )),
             _ => Err(here(
                 "it takes exactly one action; split it into several [[timeline]] entries",
@@ -731,6 +742,28 @@ impl TryFrom<RawCancel> for CancelTarget {
             _ => Err("`cancel` takes exactly one of `file = \"file-N\"`, `user = \"user-N\"` or `run = true`".into()),
         }
     }
+}
+
+/// A latency spike: answers admitted in the window take `factor` times their usual time.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SlowdownSpec {
+    /// How long it lasts.
+    #[serde(rename = "for")]
+    pub duration: Dur,
+    /// How many times slower, above 0 and at most 1,000.
+    #[serde(deserialize_with = "factor")]
+    pub factor: f64,
+}
+
+fn factor<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    let v = f64::deserialize(d)?;
+    if !(v > 0.0 && v <= 1000.0) {
+        return Err(serde::de::Error::custom(format!(
+            "{v} is out of range: a slowdown's `factor` lies in (0, 1000]"
+        )));
+    }
+    Ok(v)
 }
 
 /// An orchestrator crash.

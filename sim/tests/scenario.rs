@@ -183,6 +183,20 @@ fn every_shipped_scenario_parses() {
 }
 
 #[test]
+fn a_slowdown_reaches_the_provider_schedule_and_a_bad_factor_is_named() {
+    let text = format!("{GOOD}\n[[timeline]]\nat = \"2m\"\nslowdown = {{ for = \"30s\", factor = 5 }}\n");
+    let s = Scenario::parse(&text, "spike.toml").expect("valid");
+    let spikes = s.provider_config().schedule.slowdowns;
+    assert_eq!(spikes.len(), 1);
+    assert_eq!(
+        (spikes[0].start.as_secs(), spikes[0].end.as_secs(), spikes[0].factor),
+        (120, 150, 5.0)
+    );
+    let e = err(&text.replace("factor = 5", "factor = 0"));
+    assert!(e.contains("a slowdown's `factor` lies in (0, 1000]"), "{e}");
+}
+
+#[test]
 fn user_weights_share_the_files_in_proportion() {
     // users = 3 with weights 6:1:1: user-1 gets about three files in four.
     let text = with("users = 3", "users = 3\nuser_weights = [6, 1, 1]").replace("files = 10", "files = 8000");

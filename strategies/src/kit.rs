@@ -54,6 +54,15 @@ pub enum Fault {
         /// The HTTP status given.
         status: u16,
     },
+    /// Answers take `factor` times as long for `for_s` seconds (a latency spike).
+    Slowdown {
+        /// Start.
+        at_s: u32,
+        /// Length.
+        for_s: u32,
+        /// How many times slower.
+        factor: u32,
+    },
     /// The provider's TPM becomes `tpm`.
     TpmCut {
         /// When.
@@ -90,11 +99,27 @@ pub enum Fault {
 }
 
 impl Fault {
+    /// When it happens, in seconds from the start.
+    pub fn at_s(&self) -> u32 {
+        match self {
+            Fault::Outage { at_s, .. }
+            | Fault::Slowdown { at_s, .. }
+            | Fault::TpmCut { at_s, .. }
+            | Fault::CancelFile { at_s, .. }
+            | Fault::CancelUser { at_s, .. }
+            | Fault::CancelRun { at_s }
+            | Fault::Crash { at_s, .. } => *at_s,
+        }
+    }
+
     fn toml(&self) -> String {
         let entry = |at: u32, action: String| format!("[[timeline]]\nat = \"{at}s\"\n{action}\n");
         match self {
             Fault::Outage { at_s, for_s, status } => {
                 entry(*at_s, format!("outage = {{ for = \"{for_s}s\", status = {status} }}"))
+            }
+            Fault::Slowdown { at_s, for_s, factor } => {
+                entry(*at_s, format!("slowdown = {{ for = \"{for_s}s\", factor = {factor} }}"))
             }
             Fault::TpmCut { at_s, tpm } => entry(*at_s, format!("limits = {{ tpm = {tpm} }}")),
             Fault::CancelFile { at_s, file } => entry(*at_s, format!("cancel = {{ file = \"file-{file}\" }}")),
@@ -127,7 +152,7 @@ pub struct Case {
     pub hang_rate: f64,
     /// The provider's base latency in milliseconds (its tail comes from `sigma` and hangs).
     pub latency_ms: u32,
-    /// The spread of latency (log-normal sigma, 0 to 1.5): the long tail of slow answers.
+    /// The spread of latency (log-normal sigma, 0 to 1): the long tail of slow answers.
     pub sigma: f64,
     /// The chance that a queue delivers a message again (at-least-once), for designs with queues
     /// (`[strategies.sqs] duplicate_rate`).
@@ -163,7 +188,7 @@ hang_rate = {hang_rate}
 invalid_rate = 0.3
 latency = {{ base_ms = {latency_ms}, sigma = {sigma} }}
 [client]
-request_timeout = "5s"
+request_timeout = "30s"
 [params]
 max-parallelism = 6
 "#,
@@ -217,6 +242,8 @@ fn fault(files: u32, users: u32) -> impl proptest::strategy::Strategy<Value = Fa
     prop_oneof![
         1 => (0u32..120, 1u32..90, prop_oneof![Just(500u16), Just(503)])
             .prop_map(|(at_s, for_s, status)| Fault::Outage { at_s, for_s, status }),
+        1 => (0u32..120, 1u32..90, 2u32..20)
+            .prop_map(|(at_s, for_s, factor)| Fault::Slowdown { at_s, for_s, factor }),
         1 => (0u32..120, 2_000u64..40_000).prop_map(|(at_s, tpm)| Fault::TpmCut { at_s, tpm }),
         2 => (0u32..60, 1..=files).prop_map(|(at_s, file)| Fault::CancelFile { at_s, file }),
         1 => (0u32..60, 1..=users).prop_map(|(at_s, user)| Fault::CancelUser { at_s, user }),
@@ -227,10 +254,11 @@ fn fault(files: u32, users: u32) -> impl proptest::strategy::Strategy<Value = Fa
 
 /// Generated cases: 2-24 files of 1-12 chunks from 1-4 users arriving at 30 a minute, a provider
 /// at 5,000-120,000 TPM (tight enough that files are in flight for a while) with up to 20% 5xx
-/// and 3% hangs, 0.1-3 s base latency with a log-normal tail (sigma up to 1.5), up to 30%
-/// duplicate deliveries for queues, at-end or incremental results, and up to four faults (outages, TPM cuts,
-/// cancels of a file, a user or the run, crashes) while files arrive and run: outages and cuts
-/// in the first two minutes, cancels and crashes in the first (arrivals last up to 48 s).
+/// and 3% hangs, 0.1-3 s base latency with a log-normal tail (sigma up to 1), a 30 s client timeout, up to 30%
+/// duplicate deliveries for queues, at-end or incremental results, and up to four faults
+/// (outages, latency spikes, TPM cuts, cancels of a file, a user or the run, crashes) while files
+/// arrive and run: outages, spikes and cuts in the first two minutes, cancels and crashes in the
+/// first (arrivals last up to 48 s).
 /// Shrinking makes the workload smaller, the noise lower and the schedule shorter.
 pub fn cases() -> impl proptest::strategy::Strategy<Value = Case> {
     (2u32..=24, 1u32..=4).prop_flat_map(|(files, users)| {
@@ -240,20 +268,13 @@ pub fn cases() -> impl proptest::strategy::Strategy<Value = Case> {
             5_000u64..120_000,
             0.0f64..0.2,
             0.0f64..0.03,
-            (100u32..3_000, 0.0f64..1.5, 0.0f64..0.3),
+            (100u32..3_000, 0.0f64..1.0, 0.0f64..0.3),
             any::<bool>(),
             proptest::collection::vec(fault(files, users), 0..=4),
         )
             .prop_map(
                 move |(seed, max_chunks, tpm, error_rate, hang_rate, (latency_ms, sigma, dup), at_end, mut faults)| {
-                    faults.sort_by_key(|f| match f {
-                        Fault::Outage { at_s, .. }
-                        | Fault::TpmCut { at_s, .. }
-                        | Fault::CancelFile { at_s, .. }
-                        | Fault::CancelUser { at_s, .. }
-                        | Fault::CancelRun { at_s }
-                        | Fault::Crash { at_s, .. } => *at_s,
-                    });
+                    faults.sort_by_key(Fault::at_s);
                     Case {
                         seed,
                         files,
@@ -527,8 +548,8 @@ pub fn check_case(strategy: &dyn Strategy, scenario: &Scenario, expect: &Expect)
 /// A case the kit found broken: the case, its scenario and what broke.
 #[derive(Clone, Debug)]
 pub struct Failure {
-    /// The smallest failing case proptest found.
-    pub case: Case,
+    /// The smallest failing case proptest found (none when the kit itself gave up).
+    pub case: Option<Case>,
     /// Its scenario file (with the strategy tables the kit used).
     pub scenario: String,
     /// What broke.
@@ -537,12 +558,17 @@ pub struct Failure {
 
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}\nseed {}; the case: {:?}\nreplay: save the scenario below as case.toml and run `orchbench run case.toml` \
-             (built-in strategies), or check_case on Scenario::parse of it\n--- case.toml ---\n{}",
-            self.why, self.case.seed, self.case, self.scenario
-        )
+        write!(f, "{}", self.why)?;
+        match &self.case {
+            Some(case) => write!(
+                f,
+                "\nseed {}; the case: {case:?}\nreplay: save the scenario below as case.toml and run \
+                 `orchbench run case.toml` (built-in strategies), or check_case on Scenario::parse of it\n\
+                 --- case.toml ---\n{}",
+                case.seed, self.scenario
+            ),
+            None => Ok(()),
+        }
     }
 }
 
@@ -587,26 +613,13 @@ pub fn check_strategy(
         Err(TestError::Fail(why, case)) => {
             let scenario = case.toml(PATIENT);
             Err(Box::new(Failure {
-                case,
+                case: Some(case),
                 scenario,
                 why: why.to_string(),
             }))
         }
         Err(TestError::Abort(why)) => Err(Box::new(Failure {
-            case: Case {
-                seed: 0,
-                files: 0,
-                users: 0,
-                max_chunks: 0,
-                tpm: 0,
-                error_rate: 0.0,
-                hang_rate: 0.0,
-                latency_ms: 0,
-                sigma: 0.0,
-                duplicate_rate: 0.0,
-                at_end: false,
-                faults: Vec::new(),
-            },
+            case: None,
             scenario: String::new(),
             why: format!("the kit gave up: {why}"),
         })),

@@ -5,7 +5,7 @@ use strategies::kit::{Expect, check_strategy};
 
 /// Cases per strategy in CI (about a second each strategy); `ORCHBENCH_KIT_CASES` raises it for
 /// a nightly run.
-const CASES: u32 = 200;
+const CASES: u32 = 600;
 
 fn check(name: &'static str, expect: &Expect) {
     let built = move |s: &sim::Scenario| strategies::build(name, s).expect("a built-in strategy");

@@ -389,41 +389,54 @@ batch_size = {batch_size}
 /// Found by the testing kit (seed 131494): a file cancelled at the very instant the orchestrator
 /// restarted after a crash was never handed out again, so no cancel watcher wrote its flag, and
 /// a validator called the LLM for its queued message 20 ms after the cancel. Restart now starts
-/// a watcher, by id, for every file split before.
+/// a watcher, by id, for every file split before. The scenario is the case as the kit printed it.
 #[test]
 fn a_file_cancelled_at_the_restart_instant_gets_its_flag_and_no_call_after_it() {
-    use strategies::kit::{Case, Expect, Fault, PATIENT, check_case};
-    let case = Case {
-        seed: 131494,
-        files: 10,
-        users: 4,
-        max_chunks: 6,
-        tpm: 19958,
-        error_rate: 0.162,
-        hang_rate: 0.018,
-        // The provider's default latency, as the case was found with.
-        latency_ms: 400,
-        sigma: 0.3,
-        duplicate_rate: 0.0,
-        at_end: false,
-        faults: vec![
-            Fault::Outage {
-                at_s: 91,
-                for_s: 15,
-                status: 503,
-            },
-            Fault::Crash {
-                at_s: 91,
-                restart_after_s: 47,
-            },
-            Fault::TpmCut { at_s: 131, tpm: 9948 },
-            Fault::CancelRun { at_s: 138 },
-        ],
-    };
-    let s = Scenario::parse(&case.toml(PATIENT), "regression").expect("valid");
+    let s = Scenario::parse(
+        r#"
+name = "kit-case"
+seed = 131494
+results = "incremental"
+time_limit = "12h"
+[workload]
+files = 10
+users = 4
+chunks_per_file = { dist = "uniform", min = 1, max = 6 }
+prompt_tokens = { dist = "normal", mean = 800, stddev = 300 }
+completion_tokens = { dist = "uniform", min = 20, max = 200 }
+max_tokens = 200
+arrival = { kind = "poisson", per_minute = 30 }
+[provider]
+tpm = 19958
+error_rate = 0.162
+hang_rate = 0.018
+invalid_rate = 0.3
+[client]
+request_timeout = "5s"
+[params]
+max-parallelism = 6
+[[timeline]]
+at = "91s"
+outage = { for = "15s", status = 503 }
+[[timeline]]
+at = "91s"
+crash = { restart_after = "47s" }
+[[timeline]]
+at = "131s"
+limits = { tpm = 9948 }
+[[timeline]]
+at = "138s"
+cancel = { run = true }
+[strategies.sqs]
+max_receive_count = 1000
+"#,
+        "regression",
+    )
+    .expect("valid");
     let sqs = strategies::build("sqs", &s).expect("built in");
-    // The case's run is cancelled at the restart (91 s + 47 s): every call must start by then.
-    check_case(sqs.as_ref(), &s, &Expect::default()).expect("no call starts after the cancel");
+    // The run is cancelled at the restart (91 s + 47 s): every call must start by then.
+    strategies::kit::check_case(sqs.as_ref(), &s, &strategies::kit::Expect::default())
+        .expect("no call starts after the cancel");
     let r = run(&s);
     assert_eq!(metric(&r, "calls_after_cancel_flag"), 0.0);
 }
