@@ -99,6 +99,12 @@ pub struct RunArgs {
     /// scenario can be checked live in minutes. Reports stay in scenario time.
     #[arg(long, value_name = "K", requires = "live", default_value_t = 1.0)]
     pub time_scale: f64,
+    /// Keep a durable result journal in FILE (one strategy only): every validated chunk is
+    /// appended before it counts, and a rerun with the same journal resumes, sending no stored
+    /// chunk again. A damaged last record is reported and ignored; any other damage, or a journal
+    /// of another scenario or seed, is an error. See README, "Durable result journal".
+    #[arg(long, value_name = "FILE")]
+    pub journal: Option<PathBuf>,
 }
 
 /// Arguments of `orchbench sweep`: those of `run`, and what to vary.
@@ -374,6 +380,18 @@ pub fn load_scenario(spec: &str) -> anyhow::Result<Scenario> {
 /// Runs `scenario` under the named strategies (all when empty) in simulated time, with an optional
 /// progress bar, and returns the report.
 pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) -> anyhow::Result<ReportFile> {
+    run_simulated(scenario, names, show_progress, None)
+}
+
+/// The result journal of a run, shared with the engine.
+type SharedJournal = std::sync::Arc<std::sync::Mutex<sim::journal::Journal>>;
+
+fn run_simulated(
+    scenario: &Scenario,
+    names: &[String],
+    show_progress: bool,
+    journal: Option<SharedJournal>,
+) -> anyhow::Result<ReportFile> {
     let list = select(scenario, names)?;
     let mut runs = Vec::with_capacity(list.len());
     for strategy in list {
@@ -382,6 +400,7 @@ pub fn run_scenario(scenario: &Scenario, names: &[String], show_progress: bool) 
             time_scale: 1.0,
             progress: show_progress.then(|| progress_callback(&bar, strategy.name())),
             trace: false,
+            journal: journal.clone(),
         };
         let started = Instant::now();
         let mut report = strategies::simulate(strategy.as_ref(), scenario, &opts)
@@ -469,6 +488,9 @@ pub fn run_sweep(
 }
 
 fn sweep(args: &SweepArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
+    if args.run.journal.is_some() {
+        bail!("--journal keeps one run's results, and a sweep makes several: drop --journal");
+    }
     let scenario = args.run.scenario()?;
     let report = run_sweep(
         &scenario,
@@ -541,9 +563,31 @@ fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Wr
 
 fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
     let scenario = args.scenario()?;
-    let report = match Live::from_args(args)? {
-        Some(live) => run_scenario_live(&scenario, &args.strategies, &live)?,
-        None => run_scenario(&scenario, &args.strategies, show_progress())?,
+    let live = Live::from_args(args)?;
+    let journal = match &args.journal {
+        None => None,
+        Some(path) => {
+            if args.strategies.len() != 1 {
+                bail!("--journal keeps one run's results: name exactly one --strategy");
+            }
+            // Checked (and strategies checked) before a damaged journal is cut.
+            select(&scenario, &args.strategies)?;
+            let j = sim::journal::Journal::open(path, &scenario)?;
+            let r = j.recovered();
+            if !r.entries.is_empty() || r.damage.is_some() {
+                let damage = r.damage.map(|d| format!("; {d}")).unwrap_or_default();
+                eprintln!(
+                    "journal {}: resuming from {} stored results{damage}",
+                    path.display(),
+                    r.entries.len()
+                );
+            }
+            Some(std::sync::Arc::new(std::sync::Mutex::new(j)))
+        }
+    };
+    let report = match live {
+        Some(live) => run_live(&scenario, &args.strategies, &live, journal)?,
+        None => run_simulated(&scenario, &args.strategies, show_progress(), journal)?,
     };
     let dir = args
         .out
@@ -607,6 +651,15 @@ impl Live {
 /// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
 /// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
 pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
+    run_live(scenario, names, live, None)
+}
+
+fn run_live(
+    scenario: &Scenario,
+    names: &[String],
+    live: &Live,
+    journal: Option<SharedJournal>,
+) -> anyhow::Result<ReportFile> {
     let list = select(scenario, names)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -651,6 +704,7 @@ pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> 
                 progress,
                 time_scale: live.time_scale,
                 trace: false,
+                journal: journal.clone(),
             };
             let start = tokio::time::Instant::now();
             let mut report = sim::execute(

@@ -162,6 +162,14 @@ pub(crate) struct State {
     pub(crate) artifacts: BTreeMap<String, Artifact>,
     /// The run's trace, when asked for ([`crate::RunOptions::trace`]).
     pub(crate) trace: Option<Box<crate::trace::Trace>>,
+    /// The result journal, when the run keeps one.
+    journal: Option<Arc<Mutex<crate::journal::Journal>>>,
+    /// At-end results waiting for their file to complete before they are journaled.
+    journal_staged: BTreeMap<FileId, Vec<crate::journal::Entry>>,
+    /// The first failure to write the journal: it ends the run with an error.
+    pub(crate) journal_error: Option<String>,
+    /// Results restored from the journal.
+    pub(crate) resumed: u64,
     progress_every: u64,
     validated: u64,
     wake: bool,
@@ -218,6 +226,10 @@ impl State {
             metrics: BTreeMap::new(),
             artifacts: BTreeMap::new(),
             trace: None,
+            journal: None,
+            journal_staged: BTreeMap::new(),
+            journal_error: None,
+            resumed: 0,
             progress_every: (workload.chunks_total() / 200).max(1),
             validated: 0,
             wake: false,
@@ -271,7 +283,8 @@ impl State {
         self.wake = true;
         self.recorder
             .event(now, EventKind::FileAdmitted, Some(id), Some(spec.user), String::new());
-        if spec.chunks == 0 {
+        // A file with nothing to do: no chunks, or every verdict restored from the journal.
+        if spec.chunks == 0 || self.results.committed_count(id) == spec.chunks {
             self.finish(id, FileStatus::Completed, now);
         }
     }
@@ -343,8 +356,10 @@ impl State {
             t.cancel(); // nothing more to do for this file
         }
         self.final_due = true;
+        let staged = self.journal_staged.remove(&id).unwrap_or_default();
         if status == FileStatus::Completed {
             self.results.commit(id);
+            self.journal_write(&staged);
         } else {
             // At-end storage keeps a file's results only when it completes.
             self.results.discard(id);
@@ -425,6 +440,12 @@ impl State {
             }
             ChunkOutcome::Validated(resp) => match self.results.store(id, chunk, resp.verdict, resp.usage.total()) {
                 Stored::New => {
+                    self.journal_result(crate::journal::Entry {
+                        file: id,
+                        chunk,
+                        verdict: resp.verdict,
+                        tokens: u32::try_from(resp.usage.total()).unwrap_or(u32::MAX),
+                    });
                     self.recorder.chunk_validated(now);
                     self.validated += 1;
                     if self.validated.is_multiple_of(self.progress_every) {
@@ -447,6 +468,31 @@ impl State {
         };
         self.trace_reported(id, chunk, now, traced);
         self.maybe_finish(id, now);
+    }
+
+    /// Journals a stored result: at once with incremental results, when its file completes
+    /// with at-end results.
+    fn journal_result(&mut self, e: crate::journal::Entry) {
+        if self.journal.is_none() {
+            return;
+        }
+        if self.results.committed(e.file, e.chunk).is_some() {
+            self.journal_write(&[e]);
+        } else {
+            self.journal_staged.entry(e.file).or_default().push(e);
+        }
+    }
+
+    fn journal_write(&mut self, entries: &[crate::journal::Entry]) {
+        let Some(j) = &self.journal else { return };
+        let mut j = j.lock().unwrap_or_else(|e| e.into_inner());
+        for e in entries {
+            if let Err(err) = j.append(e) {
+                self.journal_error
+                    .get_or_insert(format!("cannot append a record: {err}"));
+                return;
+            }
+        }
     }
 
     fn trace_reported(&mut self, file: FileId, chunk: u32, at: Duration, stored: crate::trace::Stored) {
@@ -553,6 +599,7 @@ impl State {
 
     pub(crate) fn crash(&mut self, now: Duration) {
         self.results.crash();
+        self.journal_staged.clear();
         if self.trace.is_some() {
             let mut kept = Vec::new();
             for i in 0..self.files.len() {
@@ -737,20 +784,30 @@ impl<F: Future> Future for CatchPanic<F> {
 }
 
 impl RunContext {
-    /// A context for one run. `start` is the run's time zero.
+    /// A context for one run. `start` is the run's time zero; `opts` gives its progress
+    /// callback, time scale, trace and journal.
     pub(crate) fn new(
         scenario: &Scenario,
         backend: Arc<dyn LlmBackend>,
         workload: Arc<Workload>,
         start: Instant,
-        progress: Option<ProgressFn>,
-        time_scale: f64,
-        trace: bool,
+        opts: &crate::RunOptions,
     ) -> Self {
+        let (progress, time_scale, trace, journal) =
+            (opts.progress.clone(), opts.scale(), opts.trace, opts.journal.clone());
         let mut state = State::new(workload.clone(), scenario.quotas, scenario.results);
         if trace {
             state.trace = Some(Box::default());
         }
+        if let Some(j) = &journal {
+            let j = j.lock().unwrap_or_else(|e| e.into_inner());
+            for e in &j.recovered().entries {
+                let chunks = workload.file(e.file).chunks;
+                state.results.restore(e.file, chunks, e.chunk, e.verdict);
+                state.resumed += 1;
+            }
+        }
+        state.journal = journal;
         RunContext {
             shared: Arc::new(Shared {
                 tpm_charge: scenario.provider_config().tpm_charge,

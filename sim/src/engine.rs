@@ -39,10 +39,13 @@ pub struct RunOptions {
     /// Keep the run's [`crate::trace::Trace`] in [`RunReport::trace`] (for the testing kit;
     /// memory grows with calls). Default false.
     pub trace: bool,
+    /// The durable result journal: its records are restored before the run starts (those chunks
+    /// are not sent again), and every result is appended before it counts. Default none.
+    pub journal: Option<Arc<std::sync::Mutex<crate::journal::Journal>>>,
 }
 
 impl RunOptions {
-    fn scale(&self) -> f64 {
+    pub(crate) fn scale(&self) -> f64 {
         if self.time_scale > 0.0 { self.time_scale } else { 1.0 }
     }
 }
@@ -90,15 +93,7 @@ pub async fn execute(
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
     let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
-    let ctx = RunContext::new(
-        scenario,
-        backend,
-        workload.clone(),
-        start,
-        opts.progress.clone(),
-        opts.scale(),
-        opts.trace,
-    );
+    let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts);
     let (crash_tx, crash_rx) = mpsc::unbounded_channel();
     let mut background = JoinSet::new();
     background.spawn(arrivals(ctx.clone()));
@@ -121,6 +116,16 @@ pub async fn execute(
         return Err(SimError::TimeLimit {
             limit,
             unfinished: ctx.lock().unfinished(),
+        });
+    }
+    if let Some(message) = ctx.lock().journal_error.take() {
+        return Err(SimError::Journal {
+            path: opts
+                .journal
+                .as_ref()
+                .map(|j| j.lock().unwrap_or_else(|e| e.into_inner()).path().display().to_string())
+                .unwrap_or_default(),
+            message,
         });
     }
     let now = ctx.now();
@@ -340,9 +345,15 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
             continue;
         }
         files_required += 1;
-        chunks_required += u64::from(f.chunks);
+        // Chunks restored from a journal were an earlier run's work, not this run's.
+        let resumed = if st.resumed == 0 {
+            0
+        } else {
+            (0..f.chunks).filter(|&c| st.results.restored(f.id, c)).count() as u64
+        };
+        chunks_required += u64::from(f.chunks) - resumed;
         if st.status(f.id) == crate::context::FileStatus::Completed {
-            chunks_done += u64::from(f.chunks);
+            chunks_done += u64::from(f.chunks) - resumed;
         }
     }
     let users = user_figures(workload, &cancelled, &st);
@@ -354,13 +365,18 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         chunks_done as f64 / chunks_required as f64
     };
     // When the run kept exactly the required work (the usual case), one pass gives both bounds.
-    let kept_is_required = chunks_done == chunks_required && st.results.committed_total() == chunks_required;
+    let kept_is_required =
+        st.resumed == 0 && chunks_done == chunks_required && st.results.committed_total() == chunks_required;
     let [ideal, kept] = if kept_is_required {
         let [b] = ideal_makespans(workload, &provider, &dark, |f, _| [!cancelled[f.0 as usize]]);
         [b, b]
     } else {
         ideal_makespans(workload, &provider, &dark, |f, c| {
-            [!cancelled[f.0 as usize], st.results.committed(f, c).is_some()]
+            let fresh = !st.results.restored(f, c);
+            [
+                !cancelled[f.0 as usize] && fresh,
+                st.results.committed(f, c).is_some() && fresh,
+            ]
         })
     };
     let used = st.results.committed_tokens();
@@ -417,6 +433,7 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
         file_latency_s: Percentiles::of(&rec.file_latency_ms, 1000.0),
         cancel_latency_s: (!rec.cancel_latency_ms.is_empty()).then(|| Percentiles::of(&rec.cancel_latency_ms, 1000.0)),
         duplicate_results: st.duplicates,
+        results_resumed: st.resumed,
         results_discarded: st.discarded,
         calls_in_flight_at_cancel: st.in_flight_at_cancel,
         results_digest: format!("{:016x}", st.results.digest()),

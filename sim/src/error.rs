@@ -45,6 +45,14 @@ pub enum SimError {
     /// A strategy's configuration was rejected.
     #[error("{0}")]
     Strategy(String),
+    /// The result journal could not be used: the message says what is wrong and at which byte.
+    #[error("journal {path}: {message}")]
+    Journal {
+        /// The journal's path.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
     /// The runtime could not be built.
     #[error("cannot start the runtime")]
     Runtime(#[source] std::io::Error),

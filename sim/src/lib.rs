@@ -14,6 +14,7 @@
 //! - [`params`]: the parameter store; [`results`]: the result store (each chunk's terminal state);
 //! - [`rng`]: a strategy's seeded generators ([`context::RunContext::rng`]);
 //! - [`recorder`]: histograms, per-second series, event log; [`report`]: the report types;
+//! - [`journal`]: the durable result journal a run resumes from (`run --journal`);
 //! - [`trace`]: a run's per-call, per-chunk trace, kept on request for checking invariants;
 //! - [`bound`]: the ideal makespan (a lower bound no strategy can beat);
 //! - [`error`]: the error type, [`SimError`].
@@ -32,6 +33,7 @@ pub mod engine;
 pub mod error;
 #[cfg(feature = "http")]
 pub mod http;
+pub mod journal;
 pub mod numbers;
 pub mod params;
 pub mod recorder;

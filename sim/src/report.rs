@@ -236,6 +236,9 @@ pub struct Summary {
     pub cancel_latency_s: Option<Percentiles>,
     /// Results that arrived for a chunk already stored.
     pub duplicate_results: u64,
+    /// Results taken from the journal of an earlier run (`run --journal`), not validated again.
+    #[serde(default)]
+    pub results_resumed: u64,
     /// Answers that arrived for a file already ended or being cancelled: never stored, their
     /// tokens wasted.
     #[serde(default)]

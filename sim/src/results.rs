@@ -20,6 +20,10 @@ use crate::scenario::{FileId, ResultsMode};
 const COMMITTED: u8 = 0x80;
 /// Slot value: the strategy gave up on the chunk.
 const FAILED: u8 = 0x20;
+/// A committed verdict restored from a journal (an earlier run's work).
+const RESTORED: u8 = 0x40;
+/// The bits of a slot that hold a verdict's code.
+const VERDICT: u8 = 0x0f;
 
 /// What storing a result did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +129,34 @@ impl ResultStore {
         Stored::New
     }
 
+    /// Puts back a verdict a journal kept from an earlier run, as committed (a file of `chunks`
+    /// chunks); a chunk that already holds a verdict keeps it. Its tokens were spent by the
+    /// earlier run: this run's token figures leave them out.
+    pub fn restore(&mut self, file: FileId, chunks: u32, chunk: u32, verdict: Verdict) {
+        self.open(file, chunks);
+        let f = &mut self.files[file.0 as usize];
+        let slot = &mut f.slots[chunk as usize];
+        match *slot {
+            0 => {}
+            FAILED => f.failed -= 1,
+            _ => return,
+        }
+        *slot = verdict.code() | COMMITTED | RESTORED;
+        f.held += 1;
+        f.committed += 1;
+        if !verdict.valid {
+            f.invalid += 1;
+        }
+    }
+
+    /// Whether a chunk's verdict was restored from a journal rather than validated in this run.
+    pub fn restored(&self, file: FileId, chunk: u32) -> bool {
+        self.files[file.0 as usize]
+            .slots
+            .get(chunk as usize)
+            .is_some_and(|s| s & RESTORED != 0)
+    }
+
     /// Marks a chunk as given up on; `false` when it already had a terminal state (a verdict
     /// or an earlier failure), which stays as it was.
     pub fn fail(&mut self, file: FileId, chunk: u32) -> bool {
@@ -193,7 +225,7 @@ impl ResultStore {
         match self.files[file.0 as usize].slots.get(chunk as usize).copied() {
             None | Some(0) => ChunkState::Open,
             Some(FAILED) => ChunkState::Failed,
-            Some(s) => Verdict::from_code(s & !COMMITTED).map_or(ChunkState::Open, ChunkState::Validated),
+            Some(s) => Verdict::from_code(s & VERDICT).map_or(ChunkState::Open, ChunkState::Validated),
         }
     }
 
@@ -203,7 +235,7 @@ impl ResultStore {
         if s & COMMITTED == 0 {
             None
         } else {
-            Verdict::from_code(s & !COMMITTED)
+            Verdict::from_code(s & VERDICT)
         }
     }
 
@@ -233,7 +265,7 @@ impl ResultStore {
         digest_of(self.files.iter().enumerate().flat_map(|(f, r)| {
             r.slots.iter().enumerate().filter_map(move |(c, s)| {
                 (*s & COMMITTED != 0)
-                    .then(|| Verdict::from_code(*s & !COMMITTED).map(|v| (FileId(f as u32), c as u32, v)))
+                    .then(|| Verdict::from_code(*s & VERDICT).map(|v| (FileId(f as u32), c as u32, v)))
                     .flatten()
             })
         }))
