@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::control::ControlConfig;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
@@ -105,6 +106,14 @@ pub struct RunArgs {
     /// of another scenario or seed, is an error. See README, "Durable result journal".
     #[arg(long, value_name = "FILE")]
     pub journal: Option<PathBuf>,
+    /// With --live: serve the control API on ADDR (e.g. 127.0.0.1:7070): GET /progress,
+    /// GET|POST /params, POST /cancel, GET /events (server-sent events). See README, "Control API".
+    #[arg(long, value_name = "ADDR", requires = "live")]
+    pub control: Option<std::net::SocketAddr>,
+    /// The token the control API requires on every request (`Authorization: Bearer TOKEN`);
+    /// needed when --control is not a loopback address.
+    #[arg(long, value_name = "TOKEN", requires = "control")]
+    pub control_token: Option<String>,
 }
 
 /// Arguments of `orchbench sweep`: those of `run`, and what to vary.
@@ -401,6 +410,7 @@ fn run_simulated(
             progress: show_progress.then(|| progress_callback(&bar, strategy.name())),
             trace: false,
             journal: journal.clone(),
+            on_start: None,
         };
         let started = Instant::now();
         let mut report = strategies::simulate(strategy.as_ref(), scenario, &opts)
@@ -586,7 +596,22 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
         }
     };
     let report = match live {
-        Some(live) => run_live(&scenario, &args.strategies, &live, journal)?,
+        Some(live) => {
+            let control = args.control.map(|addr| ControlConfig {
+                addr,
+                token: args.control_token.clone(),
+            });
+            let announce = |addr: std::net::SocketAddr| eprintln!("control API on http://{addr}");
+            run_live(
+                &scenario,
+                &args.strategies,
+                &live,
+                journal,
+                control
+                    .as_ref()
+                    .map(|c| (c, Box::new(announce) as Box<dyn FnOnce(std::net::SocketAddr)>)),
+            )?
+        }
         None => run_simulated(&scenario, &args.strategies, show_progress(), journal)?,
     };
     let dir = args
@@ -651,20 +676,44 @@ impl Live {
 /// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
 /// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
 pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
-    run_live(scenario, names, live, None)
+    run_live(scenario, names, live, None, None)
 }
+
+/// [`run_scenario_live`] with the control API ([`crate::control`]) on `control.addr`; `bound`
+/// is told the address it listens on before the first run starts.
+pub fn run_scenario_controlled(
+    scenario: &Scenario,
+    names: &[String],
+    live: &Live,
+    control: &ControlConfig,
+    bound: impl FnOnce(std::net::SocketAddr),
+) -> anyhow::Result<ReportFile> {
+    run_live(scenario, names, live, None, Some((control, Box::new(bound))))
+}
+
+/// The control API's settings, and whom to tell its address.
+type ControlWith<'a> = (&'a ControlConfig, Box<dyn FnOnce(std::net::SocketAddr) + 'a>);
 
 fn run_live(
     scenario: &Scenario,
     names: &[String],
     live: &Live,
     journal: Option<SharedJournal>,
+    control: Option<ControlWith<'_>>,
 ) -> anyhow::Result<ReportFile> {
     let list = select(scenario, names)?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()?;
+    let control = match control {
+        Some((config, bound)) => {
+            let c = rt.block_on(crate::control::Control::start(config, scenario))?;
+            bound(c.addr);
+            Some(c)
+        }
+        None => None,
+    };
     let mut runs = Vec::with_capacity(list.len());
     for strategy in list {
         let started = Instant::now();
@@ -705,6 +754,7 @@ fn run_live(
                 time_scale: live.time_scale,
                 trace: false,
                 journal: journal.clone(),
+                on_start: control.as_ref().map(|c| c.hook(strategy.name())),
             };
             let start = tokio::time::Instant::now();
             let mut report = sim::execute(
@@ -728,6 +778,9 @@ fn run_live(
         bar.finish_and_clear();
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
         runs.push(report);
+    }
+    if let Some(c) = control {
+        rt.block_on(c.stop());
     }
     Ok(report_of(scenario, runs))
 }

@@ -1,7 +1,8 @@
 //! The `orchbench` command line, as a library: every command can run in-process.
 //!
 //! Start at [`cli::execute`]. [`cli::run_scenario`] runs a scenario under strategies and returns
-//! the report; [`builtin`] holds the scenarios embedded in the binary.
+//! the report; [`builtin`] holds the scenarios embedded in the binary; [`control`] is the live
+//! control API (`run --live --control ADDR`).
 //!
 //! The crates underneath: `mock-llm` (the provider model) ← `sim` (the engine) ← `strategies` ←
 //! `reports` and this CLI.
@@ -10,5 +11,6 @@
 
 pub mod builtin;
 pub mod cli;
+pub mod control;
 
 pub use cli::{Cli, Live, execute, load_scenario, run_scenario, run_scenario_live, run_sweep};

@@ -87,7 +87,8 @@ pub enum RedriveRefused {
 }
 
 /// A file's place in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum FileStatus {
     /// Not arrived yet.
     Pending,
@@ -119,6 +120,53 @@ struct FileState {
     cancel_at: Option<Duration>,
     ended_at: Option<Duration>,
     token: Option<CancellationToken>,
+}
+
+/// Where one file stands ([`RunContext::snapshot`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct FileProgress {
+    /// The file.
+    pub file: FileId,
+    /// Its user.
+    pub user: crate::scenario::UserId,
+    /// Its state.
+    pub status: FileStatus,
+    /// Its chunks.
+    pub chunks: u32,
+    /// Chunks with a stored verdict.
+    pub done: u32,
+    /// Chunks given up on.
+    pub failed: u32,
+    /// LLM calls in flight for it.
+    pub in_flight: u32,
+}
+
+/// Where one user stands ([`RunContext::snapshot`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct UserProgress {
+    /// Files waiting for a quota slot.
+    pub queued: u64,
+    /// Files admitted (in progress or ended).
+    pub admitted: u64,
+    /// Files refused by the quota.
+    pub rejected: u64,
+}
+
+/// A run's progress now ([`RunContext::snapshot`]).
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Snapshot {
+    /// Run time so far (scenario time in a live run).
+    pub elapsed: Duration,
+    /// LLM requests so far.
+    pub requests: u64,
+    /// Of them, 429s.
+    pub throttled: u64,
+    /// Tokens in answers so far.
+    pub tokens_answered: u64,
+    /// Every file, by id.
+    pub files: Vec<FileProgress>,
+    /// Every user, by id.
+    pub users: Vec<UserProgress>,
 }
 
 /// Counts of files by final state.
@@ -170,6 +218,8 @@ pub(crate) struct State {
     pub(crate) journal_error: Option<String>,
     /// Results restored from the journal.
     pub(crate) resumed: u64,
+    /// Cancellations requested from outside the scenario (the control API), with their time.
+    pub(crate) live_cancels: Vec<(Duration, CancelTarget)>,
     progress_every: u64,
     validated: u64,
     wake: bool,
@@ -230,6 +280,7 @@ impl State {
             journal_staged: BTreeMap::new(),
             journal_error: None,
             resumed: 0,
+            live_cancels: Vec::new(),
             progress_every: (workload.chunks_total() / 200).max(1),
             validated: 0,
             wake: false,
@@ -558,7 +609,7 @@ impl State {
         self.cancel_due = true;
     }
 
-    pub(crate) fn cancel(&mut self, target: CancelTarget, now: Duration) {
+    pub(crate) fn cancel(&mut self, target: CancelTarget, now: Duration) -> u64 {
         let ids: Vec<FileId> = match target {
             CancelTarget::File(f) => vec![f],
             CancelTarget::User(u) => self
@@ -570,9 +621,15 @@ impl State {
                 .collect(),
             CancelTarget::Run => self.workload.files().iter().map(|f| f.id).collect(),
         };
+        let mut newly = 0;
         for id in ids {
+            let before = self.files[id.0 as usize].cancel_at.is_some();
             self.cancel_file(id, now);
+            if !before && self.files[id.0 as usize].cancel_at.is_some() {
+                newly += 1;
+            }
         }
+        newly
     }
 
     fn trace_call_ended(&mut self, traced: Option<usize>, now: Duration, end: CallEnd) {
@@ -1039,6 +1096,73 @@ impl RunContext {
                 return at;
             }
             notified.await;
+        }
+    }
+
+    /// Applies a parameter change now, as a timeline `set` does: the strategy reads it from the
+    /// parameter store, and the event log and time series show it.
+    pub fn apply_params(&self, update: &crate::params::ParamUpdate) {
+        self.params().set(update);
+        let detail = serde_json::to_string(update).unwrap_or_default();
+        let now = self.now();
+        self.lock()
+            .recorder
+            .event(now, EventKind::ParamsChanged, None, None, detail);
+    }
+
+    /// Requests a cancellation now, from outside the scenario (a person, through the control
+    /// API), exactly as a timeline `cancel` reaches the strategy; the report leaves the work it
+    /// cancels out of the required work, as it does the timeline's. Returns how many files it
+    /// newly reached (files already cancelled, or ended, are not counted).
+    pub fn cancel(&self, target: CancelTarget) -> u64 {
+        let now = self.now();
+        self.with_state(|st| {
+            st.live_cancels.push((now, target));
+            st.cancel(target, now)
+        })
+    }
+
+    /// A timeline `cancel`: the scenario's own, already outside the required work.
+    pub(crate) fn timeline_cancel(&self, target: CancelTarget) {
+        let now = self.now();
+        self.with_state(|st| st.cancel(target, now));
+    }
+
+    /// Where every file and user stands now, for a control API's `GET /progress`.
+    pub fn snapshot(&self) -> Snapshot {
+        let st = self.lock();
+        let users = st.workload.users() as usize;
+        let mut per_user = vec![UserProgress::default(); users];
+        let files = (0..st.files.len())
+            .map(|i| {
+                let id = FileId(i as u32);
+                let spec = st.workload.file(id);
+                let f = &st.files[i];
+                let u = &mut per_user[spec.user.0 as usize];
+                match f.status {
+                    FileStatus::Queued => u.queued += 1,
+                    FileStatus::Rejected => u.rejected += 1,
+                    FileStatus::Pending => {}
+                    _ => u.admitted += 1,
+                }
+                FileProgress {
+                    file: id,
+                    user: spec.user,
+                    status: f.status,
+                    chunks: spec.chunks,
+                    done: st.results.held(id),
+                    failed: st.results.failed(id),
+                    in_flight: f.in_flight,
+                }
+            })
+            .collect();
+        Snapshot {
+            elapsed: self.now(),
+            requests: st.recorder.requests,
+            throttled: st.recorder.throttled,
+            tokens_answered: st.recorder.tokens_answered,
+            files,
+            users: per_user,
         }
     }
 

@@ -42,7 +42,13 @@ pub struct RunOptions {
     /// The durable result journal: its records are restored before the run starts (those chunks
     /// are not sent again), and every result is appended before it counts. Default none.
     pub journal: Option<Arc<std::sync::Mutex<crate::journal::Journal>>>,
+    /// Called with the run's context once it exists, before the strategy starts: how a control
+    /// API reaches a live run (progress, parameters, cancellation). Default none.
+    pub on_start: Option<StartHook>,
 }
+
+/// What [`RunOptions::on_start`] calls with the run's context.
+pub type StartHook = Arc<dyn Fn(&RunContext) + Send + Sync>;
 
 impl RunOptions {
     pub(crate) fn scale(&self) -> f64 {
@@ -94,6 +100,9 @@ pub async fn execute(
 ) -> Result<RunReport, SimError> {
     let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
     let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts);
+    if let Some(hook) = &opts.on_start {
+        hook(&ctx);
+    }
     let (crash_tx, crash_rx) = mpsc::unbounded_channel();
     let mut background = JoinSet::new();
     background.spawn(arrivals(ctx.clone()));
@@ -168,13 +177,7 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
         tokio::time::sleep_until(start + ctx.real(e.at.0)).await;
         let now = ctx.now();
         match e.action {
-            Action::Set(update) => {
-                ctx.params().set(&update);
-                let detail = serde_json::to_string(&update).unwrap_or_default();
-                ctx.lock()
-                    .recorder
-                    .event(now, EventKind::ParamsChanged, None, None, detail);
-            }
+            Action::Set(update) => ctx.apply_params(&update),
             Action::Outage(o) => {
                 let detail = format!("status {} for {:?}", o.status, o.duration.0);
                 ctx.lock()
@@ -193,7 +196,7 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
                     .recorder
                     .event(now, EventKind::LimitsChanged, None, None, detail);
             }
-            Action::Cancel(target) => ctx.with_state(|st| st.cancel(target, now)),
+            Action::Cancel(target) => ctx.timeline_cancel(target),
             Action::Crash(spec) => {
                 // The receiver is gone only when the run already ended.
                 let _ = crashes.send(spec);
@@ -205,18 +208,29 @@ async fn timeline(ctx: RunContext, scenario: Scenario, crashes: mpsc::UnboundedS
 /// Files the timeline cancels (by file, by user among those arrived by then, or the whole run):
 /// the work outside the required set.
 pub fn cancelled_by_timeline(scenario: &Scenario, workload: &Workload) -> Vec<bool> {
+    let timeline: Vec<(Duration, CancelTarget)> = scenario
+        .events()
+        .into_iter()
+        .filter_map(|e| match e.action {
+            Action::Cancel(target) => Some((e.at.0, target)),
+            _ => None,
+        })
+        .collect();
+    cancelled_by(&timeline, workload)
+}
+
+/// Files the cancellations `(when, what)` reach: the same rule as the timeline's.
+fn cancelled_by(cancels: &[(Duration, CancelTarget)], workload: &Workload) -> Vec<bool> {
     let mut out = vec![false; workload.files().len()];
-    for e in scenario.events() {
-        if let Action::Cancel(target) = e.action {
-            for f in workload.files() {
-                let hit = match target {
-                    CancelTarget::File(id) => f.id == id,
-                    CancelTarget::User(u) => f.user == u && f.arrival <= e.at.0,
-                    CancelTarget::Run => true,
-                };
-                if hit {
-                    out[f.id.0 as usize] = true;
-                }
+    for &(at, target) in cancels {
+        for f in workload.files() {
+            let hit = match target {
+                CancelTarget::File(id) => f.id == id,
+                CancelTarget::User(u) => f.user == u && f.arrival <= at,
+                CancelTarget::Run => true,
+            };
+            if hit {
+                out[f.id.0 as usize] = true;
             }
         }
     }
@@ -337,7 +351,12 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let mut st = ctx.lock();
     let makespan = st.last_final;
     let provider = scenario.provider_config();
-    let cancelled = cancelled_by_timeline(scenario, workload);
+    // The work a person cancelled during the run (the control API) is outside it too, as the
+    // timeline's is.
+    let mut cancelled = cancelled_by_timeline(scenario, workload);
+    for (c, by_hand) in cancelled.iter_mut().zip(cancelled_by(&st.live_cancels, workload)) {
+        *c |= by_hand;
+    }
     let dark = blackouts(scenario);
     let (mut files_required, mut chunks_required, mut chunks_done) = (0u64, 0u64, 0u64);
     for f in workload.files() {

@@ -70,6 +70,10 @@ pub enum Timing {
     /// What was written is the head of an event stream; these frames follow, each after its
     /// wait, and the stream ends after the last.
     Stream(Vec<Frame>, Hold),
+    /// What was written is the head of an event stream; each message received follows as one
+    /// chunk, as it comes, and the stream ends when the sender is dropped (or the server stops,
+    /// or the client goes away). For a live feed such as a run's events.
+    Live(tokio::sync::mpsc::Receiver<Vec<u8>>, Hold),
 }
 
 /// One piece of a streamed answer.
@@ -495,6 +499,7 @@ impl<H: Handler> Connection<H> {
             Timing::After(d, hold) => (Some(d), hold),
             Timing::Hung(hold) => (None, hold),
             Timing::Stream(frames, hold) => return self.stream(stream, frames, hold, stopped).await,
+            Timing::Live(rx, hold) => return self.live(stream, rx, hold, stopped).await,
         };
         // Answers before this one go out first.
         if mark > 0 {
@@ -557,6 +562,49 @@ impl<H: Handler> Connection<H> {
         self.out.extend_from_slice(b"0\r\n\r\n");
         drop(hold);
         true
+    }
+
+    async fn live(
+        &mut self,
+        stream: &mut TcpStream,
+        mut rx: tokio::sync::mpsc::Receiver<Vec<u8>>,
+        hold: Hold,
+        mut stopped: Pin<&mut impl Future<Output = ()>>,
+    ) -> bool {
+        loop {
+            if stream.write_all(&self.out).await.is_err() {
+                return false;
+            }
+            self.out.clear();
+            let room = self.buf.len() < self.max_body + MAX_HEAD_BYTES + READ_AHEAD;
+            if room {
+                self.buf.reserve(4 * 1024);
+            }
+            tokio::select! {
+                biased;
+                () = stopped.as_mut() => {
+                    // The stream ends early, but well-formed.
+                    let _ = stream.write_all(b"0\r\n\r\n").await;
+                    return false;
+                }
+                message = rx.recv() => match message {
+                    Some(data) => {
+                        self.out.extend_from_slice(format!("{:x}\r\n", data.len()).as_bytes());
+                        self.out.extend_from_slice(&data);
+                        self.out.extend_from_slice(b"\r\n");
+                    }
+                    None => {
+                        self.out.extend_from_slice(b"0\r\n\r\n");
+                        drop(hold);
+                        return true;
+                    }
+                },
+                read = stream.read_buf(&mut self.buf), if room => match read {
+                    Ok(0) | Err(_) => return false,
+                    Ok(_) => {}
+                },
+            }
+        }
     }
 
     /// Waits `delay` (forever if `None`), reading ahead meanwhile so that a client that goes away
