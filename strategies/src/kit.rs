@@ -70,6 +70,13 @@ pub enum Fault {
         /// The new limit.
         tpm: u64,
     },
+    /// The provider's RPM becomes `rpm` (the scenario sets none at first: this imposes one).
+    RpmCut {
+        /// When.
+        at_s: u32,
+        /// The new limit.
+        rpm: u64,
+    },
     /// One file is cancelled.
     CancelFile {
         /// When.
@@ -105,6 +112,7 @@ impl Fault {
             Fault::Outage { at_s, .. }
             | Fault::Slowdown { at_s, .. }
             | Fault::TpmCut { at_s, .. }
+            | Fault::RpmCut { at_s, .. }
             | Fault::CancelFile { at_s, .. }
             | Fault::CancelUser { at_s, .. }
             | Fault::CancelRun { at_s }
@@ -122,6 +130,7 @@ impl Fault {
                 entry(*at_s, format!("slowdown = {{ for = \"{for_s}s\", factor = {factor} }}"))
             }
             Fault::TpmCut { at_s, tpm } => entry(*at_s, format!("limits = {{ tpm = {tpm} }}")),
+            Fault::RpmCut { at_s, rpm } => entry(*at_s, format!("limits = {{ rpm = {rpm} }}")),
             Fault::CancelFile { at_s, file } => entry(*at_s, format!("cancel = {{ file = \"file-{file}\" }}")),
             Fault::CancelUser { at_s, user } => entry(*at_s, format!("cancel = {{ user = \"user-{user}\" }}")),
             Fault::CancelRun { at_s } => entry(*at_s, "cancel = { run = true }".into()),
@@ -244,6 +253,7 @@ fn fault(files: u32, users: u32) -> impl proptest::strategy::Strategy<Value = Fa
             .prop_map(|(at_s, for_s, status)| Fault::Outage { at_s, for_s, status }),
         1 => (0u32..120, 1u32..90, 2u32..20)
             .prop_map(|(at_s, for_s, factor)| Fault::Slowdown { at_s, for_s, factor }),
+        1 => (0u32..120, 5u64..60).prop_map(|(at_s, rpm)| Fault::RpmCut { at_s, rpm }),
         1 => (0u32..120, 2_000u64..40_000).prop_map(|(at_s, tpm)| Fault::TpmCut { at_s, tpm }),
         2 => (0u32..60, 1..=files).prop_map(|(at_s, file)| Fault::CancelFile { at_s, file }),
         1 => (0u32..60, 1..=users).prop_map(|(at_s, user)| Fault::CancelUser { at_s, user }),
@@ -256,7 +266,7 @@ fn fault(files: u32, users: u32) -> impl proptest::strategy::Strategy<Value = Fa
 /// at 5,000-120,000 TPM (tight enough that files are in flight for a while) with up to 20% 5xx
 /// and 3% hangs, 0.1-3 s base latency with a log-normal tail (sigma up to 1), a 30 s client timeout, up to 30%
 /// duplicate deliveries for queues, at-end or incremental results, and up to four faults
-/// (outages, latency spikes, TPM cuts, cancels of a file, a user or the run, crashes) while files
+/// (outages, latency spikes, TPM and RPM cuts, cancels of a file, a user or the run, crashes) while files
 /// arrive and run: outages, spikes and cuts in the first two minutes, cancels and crashes in the
 /// first (arrivals last up to 48 s).
 /// Shrinking makes the workload smaller, the noise lower and the schedule shorter.
