@@ -140,7 +140,14 @@ fn u32_at(b: &[u8], at: usize) -> u32 {
 /// file's chunk count (`None`: no such file). An error says what is wrong and at which byte.
 pub fn parse(bytes: &[u8], fp: u64, chunks_of: impl Fn(FileId) -> Option<u32>) -> Result<Recovered, String> {
     if bytes.len() < HEADER {
-        // Empty, or a header cut short by a kill during creation: nothing was recorded.
+        // Empty, or a header cut short by a kill during creation: nothing was recorded. Any other
+        // short file is not a journal, and must not be overwritten as one.
+        if bytes != &header(fp)[..bytes.len()] {
+            return Err(format!(
+                "not an orchbench journal ({} bytes, not the start of this scenario's journal header)",
+                bytes.len()
+            ));
+        }
         let damage = (!bytes.is_empty()).then_some(TailDamage::Torn {
             offset: 0,
             bytes: bytes.len() as u64,
@@ -233,6 +240,14 @@ pub fn parse(bytes: &[u8], fp: u64, chunks_of: impl Fn(FileId) -> Option<u32>) -
     })
 }
 
+/// [`parse`] against `scenario`'s fingerprint and workload.
+fn parse_for(bytes: &[u8], scenario: &Scenario) -> Result<Recovered, String> {
+    let workload = crate::workload::Workload::generate(&scenario.workload, scenario.seed);
+    parse(bytes, fingerprint(scenario), |f| {
+        workload.files().get(f.0 as usize).map(|s| s.chunks)
+    })
+}
+
 /// An open journal: what it held, and the file new records are appended to.
 #[derive(Debug)]
 pub struct Journal {
@@ -262,9 +277,8 @@ impl Journal {
             .map_err(|e| io("open it", e))?;
         let mut bytes = Vec::new();
         file.read_to_end(&mut bytes).map_err(|e| io("read it", e))?;
-        let workload = crate::workload::Workload::generate(&scenario.workload, scenario.seed);
         let fp = fingerprint(scenario);
-        let recovered = parse(&bytes, fp, |f| workload.files().get(f.0 as usize).map(|s| s.chunks)).map_err(fail)?;
+        let recovered = parse_for(&bytes, scenario).map_err(fail)?;
         if recovered.sound_len == 0 {
             file.set_len(0).map_err(|e| io("reset it", e))?;
             file.seek(SeekFrom::Start(0)).map_err(|e| io("reset it", e))?;
@@ -313,11 +327,7 @@ pub fn read(path: &Path, scenario: &Scenario) -> Result<Recovered, SimError> {
         path: path.display().to_string(),
         message: format!("cannot read it: {e}"),
     })?;
-    let workload = crate::workload::Workload::generate(&scenario.workload, scenario.seed);
-    parse(&bytes, fingerprint(scenario), |f| {
-        workload.files().get(f.0 as usize).map(|s| s.chunks)
-    })
-    .map_err(|message| SimError::Journal {
+    parse_for(&bytes, scenario).map_err(|message| SimError::Journal {
         path: path.display().to_string(),
         message,
     })
@@ -387,6 +397,9 @@ mod tests {
         let e = parse(&journal(&[]), FP + 1, chunks).expect_err("another fingerprint");
         assert!(e.contains("another scenario or seed"), "{e}");
         let e = parse(b"hello, this is not a journal at all", FP, chunks).expect_err("foreign");
+        assert!(e.contains("not an orchbench journal"), "{e}");
+        // A short file that is not the start of a header is refused too, never overwritten.
+        let e = parse(b"garbage", FP, chunks).expect_err("short foreign");
         assert!(e.contains("not an orchbench journal"), "{e}");
     }
 
