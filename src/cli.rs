@@ -114,6 +114,10 @@ pub struct RunArgs {
     /// needed when --control is not a loopback address.
     #[arg(long, value_name = "TOKEN", requires = "control")]
     pub control_token: Option<String>,
+    /// With --live: no full-screen dashboard, even on a terminal (the progress bar instead).
+    /// Without a terminal on stdout there is none anyway.
+    #[arg(long, requires = "live")]
+    pub no_tui: bool,
 }
 
 /// Arguments of `orchbench sweep`: those of `run`, and what to vary.
@@ -531,9 +535,9 @@ impl RunArgs {
     }
 }
 
-/// Progress bars only when a person is watching.
+/// Progress bars (on stderr) only when a person is watching it.
 fn show_progress() -> bool {
-    std::io::stderr().is_terminal() && std::io::stdout().is_terminal()
+    std::io::stderr().is_terminal()
 }
 
 fn write_and_print(report: &ReportFile, dir: &Path, json: bool, out: &mut dyn Write) -> anyhow::Result<u8> {
@@ -601,7 +605,19 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 addr,
                 token: args.control_token.clone(),
             });
-            let announce = |addr: std::net::SocketAddr| eprintln!("control API on http://{addr}");
+            // The dashboard when a person is watching stdout; it shows the control API's address.
+            let view = if !args.no_tui && std::io::stdout().is_terminal() {
+                View::Dashboard
+            } else if show_progress() {
+                View::ProgressBar
+            } else {
+                View::Quiet
+            };
+            let announce = move |addr: std::net::SocketAddr| {
+                if view != View::Dashboard {
+                    eprintln!("control API on http://{addr}");
+                }
+            };
             run_live(
                 &scenario,
                 &args.strategies,
@@ -610,6 +626,7 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 control
                     .as_ref()
                     .map(|c| (c, Box::new(announce) as Box<dyn FnOnce(std::net::SocketAddr)>)),
+                view,
             )?
         }
         None => run_simulated(&scenario, &args.strategies, show_progress(), journal)?,
@@ -676,7 +693,23 @@ impl Live {
 /// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
 /// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
 pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
-    run_live(scenario, names, live, None, None)
+    let view = if show_progress() {
+        View::ProgressBar
+    } else {
+        View::Quiet
+    };
+    run_live(scenario, names, live, None, None, view)
+}
+
+/// What a live run shows while it runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum View {
+    /// Nothing (no terminal).
+    Quiet,
+    /// The progress bar on stderr.
+    ProgressBar,
+    /// The full-screen dashboard ([`crate::dashboard`]).
+    Dashboard,
 }
 
 /// [`run_scenario_live`] with the control API ([`crate::control`]) on `control.addr`; `bound`
@@ -688,7 +721,14 @@ pub fn run_scenario_controlled(
     control: &ControlConfig,
     bound: impl FnOnce(std::net::SocketAddr),
 ) -> anyhow::Result<ReportFile> {
-    run_live(scenario, names, live, None, Some((control, Box::new(bound))))
+    run_live(
+        scenario,
+        names,
+        live,
+        None,
+        Some((control, Box::new(bound))),
+        View::Quiet,
+    )
 }
 
 /// The control API's settings, and whom to tell its address.
@@ -700,8 +740,26 @@ fn run_live(
     live: &Live,
     journal: Option<SharedJournal>,
     control: Option<ControlWith<'_>>,
+    view: View,
 ) -> anyhow::Result<ReportFile> {
     let list = select(scenario, names)?;
+    let dashboard = match view {
+        View::Dashboard => {
+            let target = format!(
+                "{}{}",
+                live.endpoint.as_deref().unwrap_or("the bundled mock"),
+                if live.time_scale == 1.0 {
+                    String::new()
+                } else {
+                    format!(", {}x time", live.time_scale)
+                }
+            );
+            let names: Vec<&str> = list.iter().map(|s| s.name()).collect();
+            let board = crate::dashboard::Board::new(scenario, &names, target);
+            Some(crate::dashboard::Dashboard::start(board).context("cannot start the dashboard (try --no-tui)")?)
+        }
+        _ => None,
+    };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -710,16 +768,29 @@ fn run_live(
         Some((config, bound)) => {
             let c = rt.block_on(crate::control::Control::start(config, scenario))?;
             bound(c.addr);
+            if let Some(d) = &dashboard {
+                d.set_note(format!("control API on http://{}", c.addr));
+            }
             Some(c)
         }
         None => None,
     };
     let mut runs = Vec::with_capacity(list.len());
-    for strategy in list {
+    for strategy in &list {
+        if dashboard.as_ref().is_some_and(|d| d.stop_requested()) {
+            break; // `q`: the strategies not started are skipped
+        }
         let started = Instant::now();
         // The same progress bar as a simulated run's, when a person is watching.
         let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::hidden());
-        let progress = show_progress().then(|| progress_callback(&bar, strategy.name()));
+        let progress = (view == View::ProgressBar).then(|| progress_callback(&bar, strategy.name()));
+        let hooks: Vec<sim::engine::StartHook> = control
+            .iter()
+            .map(|c| c.hook(strategy.name()))
+            .chain(dashboard.iter().map(|d| d.hook(strategy.name())))
+            .collect();
+        let on_start: Option<sim::engine::StartHook> =
+            (!hooks.is_empty()).then(|| Arc::new(move |ctx: &sim::RunContext| hooks.iter().for_each(|h| h(ctx))) as _);
         let mut report = rt.block_on(async {
             let mut provider = scenario.provider_config();
             provider.time_scale = live.time_scale;
@@ -754,7 +825,7 @@ fn run_live(
                 time_scale: live.time_scale,
                 trace: false,
                 journal: journal.clone(),
-                on_start: control.as_ref().map(|c| c.hook(strategy.name())),
+                on_start: on_start.clone(),
             };
             let start = tokio::time::Instant::now();
             let mut report = sim::execute(
@@ -777,10 +848,26 @@ fn run_live(
         })?;
         bar.finish_and_clear();
         report.summary.wall_time_s = sim::report::round6(started.elapsed().as_secs_f64());
+        if let Some(d) = &dashboard {
+            d.finished(strategy.name(), &report);
+        }
         runs.push(report);
     }
     if let Some(c) = control {
         rt.block_on(c.stop());
+    }
+    if let Some(d) = dashboard {
+        let stopped = d.stop_requested();
+        if let Err(e) = d.finish() {
+            eprintln!("warning: the dashboard could not draw: {e}");
+        }
+        if stopped {
+            eprintln!(
+                "stopped from the dashboard (q): {} of {} strategies ran; the report covers what they did",
+                runs.len(),
+                list.len()
+            );
+        }
     }
     Ok(report_of(scenario, runs))
 }

@@ -2,8 +2,10 @@
 //! parameters and cancel its work while it runs, over HTTP with JSON bodies, and follow it as
 //! server-sent events. It serves on the mock's own HTTP/1.1 layer (`mock_llm::server::http`).
 //!
-//! - `GET /progress`: the strategy running, run time, requests, 429s, tokens; per file its
-//!   state, chunks done, in flight and failed; per user files queued, admitted and rejected.
+//! - `GET /progress`: the strategy running, run time, requests, 429s, tokens, calls in flight
+//!   and the strategy's concurrency limit; per file its state, chunks done, in flight and failed,
+//!   requests, 429s, tokens and time since it arrived; per user files queued, admitted and
+//!   rejected.
 //! - `GET /params`, `POST /params` (`{"max-parallelism": 8}`): the parameter store, changed with
 //!   the validation of a scenario's `[params]` (every key checked first: nothing half-applied).
 //! - `POST /cancel` with `{"file": "file-3"}`, `{"user": "user-2"}` or `{"run": true}`: reaches
@@ -165,7 +167,8 @@ fn summary(strategy: &str, snap: &sim::context::Snapshot) -> Value {
         "files_failed": count(sim::FileStatus::Failed),
         "files_cancelled": count(sim::FileStatus::Cancelled),
         "chunks_done": snap.files.iter().map(|f| u64::from(f.done)).sum::<u64>(),
-        "in_flight": snap.files.iter().map(|f| u64::from(f.in_flight)).sum::<u64>(),
+        "in_flight": snap.in_flight,
+        "concurrency_limit": snap.concurrency_limit,
     })
 }
 
@@ -183,6 +186,10 @@ fn progress(strategy: &str, snap: &sim::context::Snapshot) -> Value {
                 "done": f.done,
                 "in_flight": f.in_flight,
                 "failed": f.failed,
+                "requests": f.requests,
+                "throttled": f.throttled,
+                "tokens": f.tokens,
+                "elapsed_s": f.elapsed.as_secs_f64(),
             })
         })
         .collect();

@@ -4,7 +4,9 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = orchbench::Cli::parse();
-    match orchbench::execute(cli, &mut std::io::stdout().lock()) {
+    // Not `stdout().lock()` for the whole command: the live dashboard draws on stdout from its
+    // own thread.
+    match orchbench::execute(cli, &mut std::io::stdout()) {
         Ok(code) => ExitCode::from(code),
         // The reader went away (`orchbench run --json | head`): nothing left to say to it.
         Err(e)

@@ -162,6 +162,27 @@ fn a_live_run_is_read_steered_and_cancelled_through_the_control_api() {
     assert_eq!(json(addr, "POST", "/cancel", r#"{"file": "file-99"}"#).0, 404);
     assert_eq!(json(addr, "POST", "/cancel", r#"{"everything": true}"#).0, 400);
     let last = json(addr, "GET", "/progress", "").1;
+    // Per file, requests, 429s and tokens are the run's counters split by file: every call is
+    // for one file, so the parts add up to the whole (a miscounted file breaks the sum).
+    let files = last["files"].as_array().expect("files");
+    for key in ["requests", "throttled", "tokens"] {
+        let sum: u64 = files.iter().map(|f| f[key].as_u64().expect("a count")).sum();
+        assert_eq!(Some(sum), last[key].as_u64(), "{key}: {last}");
+    }
+    assert!(files.iter().any(|f| f["tokens"].as_u64() > Some(0)), "{last}");
+    // A completed file's time is from its arrival to its end, which is within the run's time.
+    let done = files
+        .iter()
+        .find(|f| f["state"] == "completed")
+        .expect("a completed file");
+    let elapsed = done["elapsed_s"].as_f64().expect("elapsed_s");
+    assert!(
+        elapsed > 0.0 && elapsed <= last["elapsed_s"].as_f64().expect("run time"),
+        "{done}"
+    );
+    // adaptive publishes its window, which the change capped at 4.
+    let limit = last["concurrency_limit"].as_u64();
+    assert!(limit.is_some_and(|l| (1..=4).contains(&l)), "{last}");
 
     let report = run.join().expect("the run thread").expect("the run");
     let r = &report.runs[0];

@@ -285,9 +285,9 @@ fn a_cookbook_live_run_agrees_with_its_simulation() {
 }
 
 #[test]
-fn a_live_run_in_a_terminal_shows_its_progress_bar() {
-    // Under a pseudo-terminal (util-linux `script`), a live run of ~2 s draws the same progress
-    // bar as a simulated one: its template's "N/M chunks  sim" reaches the terminal (the table
+fn a_live_run_in_a_terminal_without_the_dashboard_shows_its_progress_bar() {
+    // Under a pseudo-terminal (util-linux `script`), a live run of ~2 s with --no-tui draws the
+    // same progress bar as a simulated one: its template's "N/M chunks  sim" reaches the terminal (the table
     // printed at the end says "chunks" too, but never followed by "  sim").
     let _turn = ONE_LIVE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("orchbench-live-bar-{}", std::process::id()));
@@ -295,7 +295,7 @@ fn a_live_run_in_a_terminal_shows_its_progress_bar() {
     let scenario = dir.join("bar.toml");
     std::fs::write(&scenario, FIDELITY.replace("files = 40", "files = 4")).expect("written");
     let command = format!(
-        "{} run {} -s fixed --live --out {}",
+        "{} run {} -s fixed --live --no-tui --out {}",
         env!("CARGO_BIN_EXE_orchbench"),
         scenario.display(),
         dir.join("out").display()

@@ -120,6 +120,11 @@ struct FileState {
     cancel_at: Option<Duration>,
     ended_at: Option<Duration>,
     token: Option<CancellationToken>,
+    /// LLM requests sent for it, of them 429s, and the tokens of its answers: its share of the
+    /// run's counters, for `GET /progress`.
+    requests: u32,
+    throttled: u32,
+    tokens: u64,
 }
 
 /// Where one file stands ([`RunContext::snapshot`]).
@@ -139,6 +144,14 @@ pub struct FileProgress {
     pub failed: u32,
     /// LLM calls in flight for it.
     pub in_flight: u32,
+    /// LLM requests sent for it.
+    pub requests: u32,
+    /// Of them, refused with 429.
+    pub throttled: u32,
+    /// Tokens (prompt + completion) in its answers.
+    pub tokens: u64,
+    /// Time since it arrived (until it ended, once it has); zero before it arrives.
+    pub elapsed: Duration,
 }
 
 /// Where one user stands ([`RunContext::snapshot`]).
@@ -163,6 +176,11 @@ pub struct Snapshot {
     pub throttled: u64,
     /// Tokens in answers so far.
     pub tokens_answered: u64,
+    /// LLM calls in flight now.
+    pub in_flight: u32,
+    /// The strategy's concurrency limit now, where it sets one
+    /// ([`RunContext::set_concurrency_limit`]).
+    pub concurrency_limit: Option<u32>,
     /// Every file, by id.
     pub files: Vec<FileProgress>,
     /// Every user, by id.
@@ -254,6 +272,9 @@ impl State {
                     cancel_at: None,
                     ended_at: None,
                     token: None,
+                    requests: 0,
+                    throttled: 0,
+                    tokens: 0,
                 })
                 .collect(),
             results: ResultStore::new(mode, n),
@@ -646,6 +667,12 @@ impl State {
         now: Duration,
         outcome: Option<Result<(mock_llm::Usage, u64), crate::backend::ErrorKind>>,
     ) {
+        let f = self.file(id);
+        match &outcome {
+            Some(Ok((usage, _))) => f.tokens += usage.total(),
+            Some(Err(crate::backend::ErrorKind::RateLimited)) => f.throttled += 1,
+            _ => {}
+        }
         self.recorder.request_ended(sent, now, outcome);
         let f = self.file(id);
         f.in_flight -= 1;
@@ -1014,7 +1041,9 @@ impl RunContext {
         let traced = {
             let mut st = self.lock();
             st.recorder.request_sent(sent, req.attempt);
-            st.file(req.file).in_flight += 1;
+            let f = st.file(req.file);
+            f.in_flight += 1;
+            f.requests += 1;
             st.trace.as_mut().map(|t| {
                 t.calls.push(crate::trace::Call {
                     file: req.file,
@@ -1130,6 +1159,7 @@ impl RunContext {
 
     /// Where every file and user stands now, for a control API's `GET /progress`.
     pub fn snapshot(&self) -> Snapshot {
+        let now = self.now();
         let st = self.lock();
         let users = st.workload.users() as usize;
         let mut per_user = vec![UserProgress::default(); users];
@@ -1153,17 +1183,34 @@ impl RunContext {
                     done: st.results.held(id),
                     failed: st.results.failed(id),
                     in_flight: f.in_flight,
+                    requests: f.requests,
+                    throttled: f.throttled,
+                    tokens: f.tokens,
+                    elapsed: if f.status == FileStatus::Pending {
+                        Duration::ZERO
+                    } else {
+                        f.ended_at.unwrap_or(now).saturating_sub(spec.arrival)
+                    },
                 }
             })
             .collect();
         Snapshot {
-            elapsed: self.now(),
+            elapsed: now,
             requests: st.recorder.requests,
             throttled: st.recorder.throttled,
             tokens_answered: st.recorder.tokens_answered,
+            in_flight: st.recorder.in_flight(),
+            concurrency_limit: st.recorder.limit(),
             files,
             users: per_user,
         }
+    }
+
+    /// The time series' last `n` seconds, up to and including the current one (which is still
+    /// filling), for a live view.
+    pub fn recent_seconds(&self, n: usize) -> Vec<crate::recorder::SecondRow> {
+        let now = self.now();
+        self.lock().recorder.tail(now, n)
     }
 
     /// Waits until every file of the run has reached a final state.

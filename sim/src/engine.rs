@@ -351,11 +351,17 @@ fn report(scenario: &Scenario, name: &str, mode: Mode, ctx: &RunContext, workloa
     let mut st = ctx.lock();
     let makespan = st.last_final;
     let provider = scenario.provider_config();
-    // The work a person cancelled during the run (the control API) is outside it too, as the
-    // timeline's is.
+    // The work a person cancelled during the run (the control API, the dashboard's `q`) is
+    // outside it too, as the timeline's is, except the files already completed then: they were
+    // wanted and done. (The timeline's rule cannot look at completions: it must give every
+    // strategy the same required work.)
     let mut cancelled = cancelled_by_timeline(scenario, workload);
-    for (c, by_hand) in cancelled.iter_mut().zip(cancelled_by(&st.live_cancels, workload)) {
-        *c |= by_hand;
+    for (i, (c, by_hand)) in cancelled
+        .iter_mut()
+        .zip(cancelled_by(&st.live_cancels, workload))
+        .enumerate()
+    {
+        *c |= by_hand && st.status(crate::scenario::FileId(i as u32)) != crate::context::FileStatus::Completed;
     }
     let dark = blackouts(scenario);
     let (mut files_required, mut chunks_required, mut chunks_done) = (0u64, 0u64, 0u64);

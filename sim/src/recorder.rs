@@ -271,6 +271,22 @@ impl Recorder {
         }
     }
 
+    /// LLM calls in flight now.
+    pub fn in_flight(&self) -> u32 {
+        self.in_flight
+    }
+
+    /// The strategy's concurrency limit now, where it set one.
+    pub fn limit(&self) -> Option<u32> {
+        self.limit
+    }
+
+    /// The last `n` seconds of the series, up to and including the second containing `end`.
+    pub fn tail(&mut self, end: Duration, n: usize) -> Vec<SecondRow> {
+        self.row(end);
+        self.series[self.series.len().saturating_sub(n)..].to_vec()
+    }
+
     /// The series up to and including the second containing `end`.
     pub fn series_until(&mut self, end: Duration) -> Vec<SecondRow> {
         self.row(end);
