@@ -17,7 +17,7 @@ use futures_util::future::BoxFuture;
 use sim::RunContext;
 use tokio::sync::Notify;
 
-use super::dynamo::{Attr, Capacity, DynamoError, Item, Table};
+use super::dynamo::{Attr, Capacity, DynamoError, Item, Key, Table};
 use super::sqs::{MAX_WAIT, Queue, QueueConfig, Received};
 
 /// The time a simulated service reads: a run's clock ([`RunContext`], virtual or live), or a
@@ -168,23 +168,24 @@ pub enum Condition {
 /// A DynamoDB table keyed by a string (partition `PREFIX#…`), as the choreography calls it.
 pub trait KeyValueTable: Send + Sync {
     /// `GetItem`.
-    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Item>>;
+    fn get<'a>(&'a self, key: Key) -> Call<'a, Option<Item>>;
     /// `PutItem` with a condition; a failed condition is [`ServiceError::ConditionFailed`].
-    fn put<'a>(&'a self, key: &'a str, item: Item, condition: Condition) -> Call<'a, ()>;
+    fn put<'a>(&'a self, key: Key, item: Item, condition: Condition) -> Call<'a, ()>;
     /// `UpdateItem … ADD attr n` with `ReturnValues: UPDATED_NEW`: the new value.
-    fn add<'a>(&'a self, key: &'a str, attr: &'static str, n: i64) -> Call<'a, i64>;
+    fn add<'a>(&'a self, key: Key, attr: &'static str, n: i64) -> Call<'a, i64>;
     /// `UpdateItem … SET attr = value`, creating the item when absent.
-    fn set<'a>(&'a self, key: &'a str, attr: &'static str, value: Attr) -> Call<'a, ()>;
+    fn set<'a>(&'a self, key: Key, attr: &'static str, value: Attr) -> Call<'a, ()>;
     /// `DeleteItem`.
-    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()>;
+    fn delete<'a>(&'a self, key: Key) -> Call<'a, ()>;
     /// `DeleteItem` with `ConditionExpression: #attr = :value`: deletes the item only while its
     /// number `attr` is `value` (a claim still its holder's); else
     /// [`ServiceError::ConditionFailed`].
-    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()>;
-    /// `Query`: the items of the partition `prefix` (a key up to and including its last `#`),
-    /// in key order. (A prefix not ending in `#` also reads its sort keys and every partition
-    /// whose name starts with it.)
-    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Item)>>;
+    fn delete_if<'a>(&'a self, key: Key, attr: &'static str, value: i64) -> Call<'a, ()>;
+    /// `Query`: the items of the partition `name#id`, in sort-key order.
+    fn query<'a>(&'a self, name: &'static str, id: u32) -> Call<'a, Vec<(Key, Item)>>;
+    /// `Scan` with a filter on the key: every item whose partition key is named `name`, in key
+    /// order.
+    fn scan<'a>(&'a self, name: &'static str) -> Call<'a, Vec<(Key, Item)>>;
 }
 
 /// An SQS queue in virtual time: [`Queue`] behind a lock, read against the run's clock, with
@@ -365,32 +366,36 @@ impl<T: KeyValueTable> Retrying<T> {
 }
 
 impl<T: KeyValueTable> KeyValueTable for Retrying<T> {
-    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Item>> {
+    fn get<'a>(&'a self, key: Key) -> Call<'a, Option<Item>> {
         self.retry(move || self.inner.get(key))
     }
 
-    fn put<'a>(&'a self, key: &'a str, item: Item, condition: Condition) -> Call<'a, ()> {
+    fn put<'a>(&'a self, key: Key, item: Item, condition: Condition) -> Call<'a, ()> {
         self.retry(move || self.inner.put(key, item.clone(), condition))
     }
 
-    fn add<'a>(&'a self, key: &'a str, attr: &'static str, n: i64) -> Call<'a, i64> {
+    fn add<'a>(&'a self, key: Key, attr: &'static str, n: i64) -> Call<'a, i64> {
         self.retry(move || self.inner.add(key, attr, n))
     }
 
-    fn set<'a>(&'a self, key: &'a str, attr: &'static str, value: Attr) -> Call<'a, ()> {
+    fn set<'a>(&'a self, key: Key, attr: &'static str, value: Attr) -> Call<'a, ()> {
         self.retry(move || self.inner.set(key, attr, value))
     }
 
-    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()> {
+    fn delete<'a>(&'a self, key: Key) -> Call<'a, ()> {
         self.retry(move || self.inner.delete(key))
     }
 
-    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()> {
+    fn delete_if<'a>(&'a self, key: Key, attr: &'static str, value: i64) -> Call<'a, ()> {
         self.retry(move || self.inner.delete_if(key, attr, value))
     }
 
-    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Item)>> {
-        self.retry(move || self.inner.query(prefix))
+    fn query<'a>(&'a self, name: &'static str, id: u32) -> Call<'a, Vec<(Key, Item)>> {
+        self.retry(move || self.inner.query(name, id))
+    }
+
+    fn scan<'a>(&'a self, name: &'static str) -> Call<'a, Vec<(Key, Item)>> {
+        self.retry(move || self.inner.scan(name))
     }
 }
 
@@ -434,13 +439,13 @@ fn ready<'a, T: Send + 'a>(r: Result<T, DynamoError>) -> Call<'a, T> {
 }
 
 impl KeyValueTable for SimTable {
-    fn get<'a>(&'a self, key: &'a str) -> Call<'a, Option<Item>> {
+    fn get<'a>(&'a self, key: Key) -> Call<'a, Option<Item>> {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.get(now, key))
     }
 
-    fn put<'a>(&'a self, key: &'a str, item: Item, condition: Condition) -> Call<'a, ()> {
+    fn put<'a>(&'a self, key: Key, item: Item, condition: Condition) -> Call<'a, ()> {
         let mut t = self.lock();
         let now = self.now(&t);
         let r = match condition {
@@ -453,34 +458,40 @@ impl KeyValueTable for SimTable {
         ready(r)
     }
 
-    fn add<'a>(&'a self, key: &'a str, attr: &'static str, n: i64) -> Call<'a, i64> {
+    fn add<'a>(&'a self, key: Key, attr: &'static str, n: i64) -> Call<'a, i64> {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.add(now, key, attr, n))
     }
 
-    fn set<'a>(&'a self, key: &'a str, attr: &'static str, value: Attr) -> Call<'a, ()> {
+    fn set<'a>(&'a self, key: Key, attr: &'static str, value: Attr) -> Call<'a, ()> {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.set(now, key, attr, value))
     }
 
-    fn delete<'a>(&'a self, key: &'a str) -> Call<'a, ()> {
+    fn delete<'a>(&'a self, key: Key) -> Call<'a, ()> {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.delete(now, key))
     }
 
-    fn delete_if<'a>(&'a self, key: &'a str, attr: &'static str, value: i64) -> Call<'a, ()> {
+    fn delete_if<'a>(&'a self, key: Key, attr: &'static str, value: i64) -> Call<'a, ()> {
         let mut t = self.lock();
         let now = self.now(&t);
         ready(t.delete_if(now, key, |item| item.number(attr) == Some(value)))
     }
 
-    fn query<'a>(&'a self, prefix: &'a str) -> Call<'a, Vec<(String, Item)>> {
+    fn query<'a>(&'a self, name: &'static str, id: u32) -> Call<'a, Vec<(Key, Item)>> {
         let mut t = self.lock();
         let now = self.now(&t);
-        ready(t.query(now, prefix))
+        ready(t.query(now, name, id))
+    }
+
+    fn scan<'a>(&'a self, name: &'static str) -> Call<'a, Vec<(Key, Item)>> {
+        let mut t = self.lock();
+        let now = self.now(&t);
+        ready(t.scan(now, name))
     }
 }
 
@@ -595,49 +606,68 @@ mod tests {
             attr: "until",
             value: now,
         };
-        t.put("claim#1", Item::new().with("until", 10i64), claim(0))
+        t.put(Key::new("claim", 1), Item::new().with("until", 10i64), claim(0))
             .await
             .expect("absent: taken");
         assert_eq!(
-            t.put("claim#1", Item::new().with("until", 15i64), claim(5)).await,
+            t.put(Key::new("claim", 1), Item::new().with("until", 15i64), claim(5))
+                .await,
             Err(ServiceError::ConditionFailed)
         );
-        t.put("claim#1", Item::new().with("until", 21i64), claim(11))
+        t.put(Key::new("claim", 1), Item::new().with("until", 21i64), claim(11))
             .await
             .expect("expired: taken over");
-        assert_eq!(t.get("claim#1").await, Ok(Some(Item::new().with("until", 21i64))));
+        assert_eq!(
+            t.get(Key::new("claim", 1)).await,
+            Ok(Some(Item::new().with("until", 21i64)))
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_conditional_delete_removes_a_claim_only_while_it_is_its_holders() {
         // A holder whose claim expired and was taken over must not delete the new holder's.
         let t = SimTable::new(clock(), Capacity::OnDemand);
-        t.put("claim#1", Item::new().with("until", 21i64), Condition::Always)
-            .await
-            .expect("put");
+        t.put(
+            Key::new("claim", 1),
+            Item::new().with("until", 21i64),
+            Condition::Always,
+        )
+        .await
+        .expect("put");
         assert_eq!(
-            t.delete_if("claim#1", "until", 10).await,
+            t.delete_if(Key::new("claim", 1), "until", 10).await,
             Err(ServiceError::ConditionFailed)
         );
-        assert_eq!(t.get("claim#1").await, Ok(Some(Item::new().with("until", 21i64))));
-        t.delete_if("claim#1", "until", 21).await.expect("its holder's");
-        assert_eq!(t.get("claim#1").await, Ok(None));
+        assert_eq!(
+            t.get(Key::new("claim", 1)).await,
+            Ok(Some(Item::new().with("until", 21i64)))
+        );
+        t.delete_if(Key::new("claim", 1), "until", 21)
+            .await
+            .expect("its holder's");
+        assert_eq!(t.get(Key::new("claim", 1)).await, Ok(None));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_query_returns_one_partition_in_key_order() {
         let t = SimTable::new(clock(), Capacity::OnDemand);
-        for k in ["result#2#1", "result#1#0", "result#10#0", "result#1#3"] {
-            t.put(k, Item::new(), Condition::Always).await.expect("put");
+        for (id, sort) in [(2, 1), (1, 10), (10, 0), (1, 3), (1, 0)] {
+            t.put(Key::sorted("result", id, sort), Item::new(), Condition::Always)
+                .await
+                .expect("put");
         }
+        t.put(Key::new("result", 1), Item::new(), Condition::Always)
+            .await
+            .expect("put");
         let keys: Vec<String> = t
-            .query("result#1#")
+            .query("result", 1)
             .await
             .expect("query")
             .into_iter()
-            .map(|(k, _)| k)
+            .map(|(k, _)| k.to_string())
             .collect();
-        // `result#10#…` shares the text prefix `result#1` but not the partition `result#1#`.
-        assert_eq!(keys, vec!["result#1#0", "result#1#3"]);
+        // Only partition `result#1` (not `result#10`), its sort keys in numeric order (10 after
+        // 3), the item without a sort key first.
+        assert_eq!(keys, vec!["result#1", "result#1#0", "result#1#3", "result#1#10"]);
     }
 }

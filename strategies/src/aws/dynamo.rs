@@ -134,86 +134,147 @@ impl Item {
     }
 }
 
-/// A map hashed with a fixed hash (nothing depends on the process or the run).
-type Hashed<V> = IndexMap<Box<str>, V, BuildHasherDefault<FxHasher>>;
-
-/// A table's items by partition: the key up to and including its last `#` (`result#7#`), then
-/// the rest (`3`), as DynamoDB keeps a partition key and a sort key. Both levels are hashed: a
-/// get or a put is two hash lookups (one sorted map of every key made each operation compare
-/// long common prefixes along a deep tree, and sorted partitions still cost a tenth of the
-/// choreography's time). A query sorts what it reads into key order, as DynamoDB returns it,
-/// so no hash order reaches output.
-#[derive(Debug, Default)]
-struct Items {
-    partitions: Hashed<Hashed<Item>>,
-    len: usize,
+/// A table key as DynamoDB keeps one: a partition key, written `name#id` (`result#12`), and an
+/// optional numeric sort key (`3`); `result#12#3` in words. Typed, so that reaching an item
+/// hashes a few integers and allocates nothing (string keys, built with `format!` and split at
+/// their last `#` on every request, were a sixth of the choreography's time).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Key {
+    /// The partition key's name (`result`).
+    pub name: &'static str,
+    /// The partition key's number (a file's id).
+    pub id: u32,
+    /// The sort key (a chunk's index), if the key has one.
+    pub sort: Option<u32>,
 }
 
-fn split_key(key: &str) -> (&str, &str) {
-    match key.rfind('#') {
-        Some(i) => key.split_at(i + 1),
-        None => ("", key),
+impl Key {
+    /// `name#id`, no sort key.
+    pub fn new(name: &'static str, id: u32) -> Key {
+        Key { name, id, sort: None }
     }
+
+    /// `name#id#sort`.
+    pub fn sorted(name: &'static str, id: u32, sort: u32) -> Key {
+        Key {
+            name,
+            id,
+            sort: Some(sort),
+        }
+    }
+
+    fn partition(self) -> (&'static str, u32) {
+        (self.name, self.id)
+    }
+}
+
+impl std::fmt::Display for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}#{}", self.name, self.id)?;
+        match self.sort {
+            Some(s) => write!(f, "#{s}"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")
+    }
+}
+
+/// A map hashed with a fixed hash (nothing depends on the process or the run).
+type Hashed<K, V> = IndexMap<K, V, BuildHasherDefault<FxHasher>>;
+
+/// A table's items by partition, then by sort key, both levels hashed: a get or a put is two
+/// lookups of a few integers. A query sorts what it reads into key order, as DynamoDB returns
+/// it, so no hash order reaches output.
+///
+/// A partition left empty stays (with its allocation) until empty ones outnumber the others:
+/// a claim comes and goes on every call, and making and dropping its partition each time cost
+/// an allocation and a free. Memory stays within twice the live partitions.
+#[derive(Debug, Default)]
+struct Items {
+    partitions: Hashed<(&'static str, u32), Hashed<Option<u32>, Item>>,
+    len: usize,
+    /// Partitions with no item.
+    empty: usize,
 }
 
 impl Items {
-    fn get(&self, key: &str) -> Option<&Item> {
-        let (p, k) = split_key(key);
-        self.partitions.get(p)?.get(k)
+    fn get(&self, key: Key) -> Option<&Item> {
+        self.partitions.get(&key.partition())?.get(&key.sort)
     }
 
     /// The item at `key`, created empty when absent.
-    fn entry(&mut self, key: &str) -> &mut Item {
-        let (p, k) = split_key(key);
-        let part = match self.partitions.get_index_of(p) {
+    fn entry(&mut self, key: Key) -> &mut Item {
+        let part = match self.partitions.get_index_of(&key.partition()) {
             Some(i) => &mut self.partitions[i],
-            None => self.partitions.entry(p.into()).or_default(),
+            None => {
+                self.empty += 1;
+                self.partitions.entry(key.partition()).or_default()
+            }
         };
-        let i = match part.get_index_of(k) {
+        let i = match part.get_index_of(&key.sort) {
             Some(i) => i,
             None => {
                 self.len += 1;
-                part.insert_full(k.into(), Item::new()).0
+                if part.is_empty() {
+                    self.empty -= 1;
+                }
+                part.insert_full(key.sort, Item::new()).0
             }
         };
         &mut part[i]
     }
 
-    fn insert(&mut self, key: &str, item: Item) {
+    fn insert(&mut self, key: Key, item: Item) {
         *self.entry(key) = item;
     }
 
-    fn remove(&mut self, key: &str) {
-        let (p, k) = split_key(key);
-        if let Some(part) = self.partitions.get_mut(p)
-            && part.swap_remove(k).is_some()
+    fn remove(&mut self, key: Key) {
+        if let Some(part) = self.partitions.get_mut(&key.partition())
+            && part.swap_remove(&key.sort).is_some()
         {
             self.len -= 1;
             if part.is_empty() {
-                self.partitions.swap_remove(p);
+                self.empty += 1;
+                if self.empty > 64 && self.empty > self.partitions.len() / 2 {
+                    self.partitions.retain(|_, part| !part.is_empty());
+                    self.empty = 0;
+                }
             }
         }
     }
 
-    /// Items by key prefix, in key order. A prefix ending in `#` names a partition and reads it
-    /// alone, as DynamoDB's `Query` reads one partition key; any other prefix reads the sort keys
-    /// it starts in its partition and every partition whose name starts with it (a scan).
-    fn query(&self, prefix: &str) -> Vec<(String, Item)> {
-        let mut out = Vec::new();
-        let (p, rest) = split_key(prefix);
-        if let Some(part) = self.partitions.get(p) {
-            for (k, v) in part.iter().filter(|(k, _)| k.starts_with(rest)) {
-                out.push((format!("{p}{k}"), v.clone()));
-            }
-        }
-        if !rest.is_empty() {
-            for (name, part) in self.partitions.iter().filter(|(name, _)| name.starts_with(prefix)) {
-                for (k, v) in part {
-                    out.push((format!("{name}{k}"), v.clone()));
-                }
-            }
-        }
-        out.sort_by(|a, b| a.0.cmp(&b.0));
+    /// The items of the partition `name#id`, in sort-key order (as DynamoDB's `Query` reads one
+    /// partition key).
+    fn query(&self, name: &'static str, id: u32) -> Vec<(Key, Item)> {
+        let mut out: Vec<(Key, Item)> = self
+            .partitions
+            .get(&(name, id))
+            .into_iter()
+            .flatten()
+            .map(|(sort, item)| (Key { name, id, sort: *sort }, item.clone()))
+            .collect();
+        out.sort_by_key(|(k, _)| *k);
+        out
+    }
+
+    /// Every item whose partition key is named `name` (any id), in key order: a `Scan` with a
+    /// filter on the key, reading every partition.
+    fn scan(&self, name: &str) -> Vec<(Key, Item)> {
+        let mut out: Vec<(Key, Item)> = self
+            .partitions
+            .iter()
+            .filter(|((n, _), _)| *n == name)
+            .flat_map(|(&(name, id), part)| {
+                part.iter()
+                    .map(move |(sort, item)| (Key { name, id, sort: *sort }, item.clone()))
+            })
+            .collect();
+        out.sort_by_key(|(k, _)| *k);
         out
     }
 }
@@ -279,14 +340,14 @@ impl Table {
     }
 
     /// `GetItem`.
-    pub fn get(&mut self, now: Duration, key: &str) -> Result<Option<Item>, DynamoError> {
+    pub fn get(&mut self, now: Duration, key: Key) -> Result<Option<Item>, DynamoError> {
         Self::take(&mut self.reads, &mut self.throttled, now)?;
         self.read_units += 1;
         Ok(self.items.get(key).cloned())
     }
 
     /// `PutItem`, unconditional.
-    pub fn put(&mut self, now: Duration, key: &str, item: Item) -> Result<(), DynamoError> {
+    pub fn put(&mut self, now: Duration, key: Key, item: Item) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         self.items.insert(key, item);
         Ok(())
@@ -294,7 +355,7 @@ impl Table {
 
     /// `PutItem` with `attribute_not_exists`: writes only a new item. A failed condition still
     /// consumes a write unit (DynamoDB bills it).
-    pub fn put_if_absent(&mut self, now: Duration, key: &str, item: Item) -> Result<(), DynamoError> {
+    pub fn put_if_absent(&mut self, now: Duration, key: Key, item: Item) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         if self.items.get(key).is_some() {
             return Err(DynamoError::ConditionalCheckFailed);
@@ -308,7 +369,7 @@ impl Table {
     pub fn put_unless(
         &mut self,
         now: Duration,
-        key: &str,
+        key: Key,
         item: Item,
         blocks: impl FnOnce(&Item) -> bool,
     ) -> Result<(), DynamoError> {
@@ -321,24 +382,33 @@ impl Table {
     }
 
     /// `UpdateItem … SET attr = value`, creating the item when absent.
-    pub fn set(&mut self, now: Duration, key: &str, attr: &'static str, value: Attr) -> Result<(), DynamoError> {
+    pub fn set(&mut self, now: Duration, key: Key, attr: &'static str, value: Attr) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         self.items.entry(key).set(attr, value);
         Ok(())
     }
 
-    /// `Query` of the items whose key starts with `prefix`, in key order. It consumes a read
-    /// unit per 4 KB read, rounded up ("Read consumption for Query"); these items are about
-    /// 100 bytes, so one unit per 40 items, at least one.
-    pub fn query(&mut self, now: Duration, prefix: &str) -> Result<Vec<(String, Item)>, DynamoError> {
+    /// `Query` of the partition `name#id`, in sort-key order. It consumes a read unit per 4 KB
+    /// read, rounded up ("Read consumption for Query"); these items are about 100 bytes, so one
+    /// unit per 40 items, at least one.
+    pub fn query(&mut self, now: Duration, name: &'static str, id: u32) -> Result<Vec<(Key, Item)>, DynamoError> {
         Self::take(&mut self.reads, &mut self.throttled, now)?;
-        let out = self.items.query(prefix);
+        let out = self.items.query(name, id);
+        self.read_units += (out.len() as u64).div_ceil(40).max(1);
+        Ok(out)
+    }
+
+    /// `Scan` for the items whose partition key is named `name`, in key order; billed as a query
+    /// of what it returns.
+    pub fn scan(&mut self, now: Duration, name: &str) -> Result<Vec<(Key, Item)>, DynamoError> {
+        Self::take(&mut self.reads, &mut self.throttled, now)?;
+        let out = self.items.scan(name);
         self.read_units += (out.len() as u64).div_ceil(40).max(1);
         Ok(out)
     }
 
     /// `UpdateItem … ADD attr n`, returning the new value.
-    pub fn add(&mut self, now: Duration, key: &str, attr: &'static str, n: i64) -> Result<i64, DynamoError> {
+    pub fn add(&mut self, now: Duration, key: Key, attr: &'static str, n: i64) -> Result<i64, DynamoError> {
         self.write_unit(now)?;
         let item = self.items.entry(key);
         let new = item.number(attr).unwrap_or(0) + n;
@@ -347,7 +417,7 @@ impl Table {
     }
 
     /// `DeleteItem`.
-    pub fn delete(&mut self, now: Duration, key: &str) -> Result<(), DynamoError> {
+    pub fn delete(&mut self, now: Duration, key: Key) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         self.items.remove(key);
         Ok(())
@@ -356,12 +426,7 @@ impl Table {
     /// `DeleteItem` with a condition on the item (`#attr = :value`, say): deletes only an item
     /// for which `holds` is true; otherwise `ConditionalCheckFailed` (an absent item fails too).
     /// A failed condition still consumes a write unit.
-    pub fn delete_if(
-        &mut self,
-        now: Duration,
-        key: &str,
-        holds: impl FnOnce(&Item) -> bool,
-    ) -> Result<(), DynamoError> {
+    pub fn delete_if(&mut self, now: Duration, key: Key, holds: impl FnOnce(&Item) -> bool) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         if !self.items.get(key).is_some_and(holds) {
             return Err(DynamoError::ConditionalCheckFailed);
@@ -393,23 +458,26 @@ mod tests {
     fn a_conditional_put_writes_once_and_bills_the_refusal() {
         let mut t = Table::new(Capacity::OnDemand);
         assert_eq!(
-            t.put_if_absent(secs(0), "file-1#3", Item::new().with("valid", true)),
+            t.put_if_absent(secs(0), Key::sorted("file", 1, 3), Item::new().with("valid", true)),
             Ok(())
         );
         assert_eq!(
-            t.put_if_absent(secs(0), "file-1#3", Item::new().with("valid", false)),
+            t.put_if_absent(secs(0), Key::sorted("file", 1, 3), Item::new().with("valid", false)),
             Err(DynamoError::ConditionalCheckFailed)
         );
-        assert_eq!(t.get(secs(0), "file-1#3"), Ok(Some(Item::new().with("valid", true))));
+        assert_eq!(
+            t.get(secs(0), Key::sorted("file", 1, 3)),
+            Ok(Some(Item::new().with("valid", true)))
+        );
         assert_eq!(t.write_units, 2);
     }
 
     #[test]
     fn add_is_an_atomic_counter_starting_at_zero() {
         let mut t = Table::new(Capacity::OnDemand);
-        assert_eq!(t.add(secs(0), "file-1", "done", 1), Ok(1));
-        assert_eq!(t.add(secs(0), "file-1", "done", 1), Ok(2));
-        assert_eq!(t.add(secs(0), "file-1", "done", -2), Ok(0));
+        assert_eq!(t.add(secs(0), Key::new("file", 1), "done", 1), Ok(1));
+        assert_eq!(t.add(secs(0), Key::new("file", 1), "done", 1), Ok(2));
+        assert_eq!(t.add(secs(0), Key::new("file", 1), "done", -2), Ok(0));
     }
 
     #[test]
@@ -418,14 +486,53 @@ mod tests {
         // with a retry of one second, admitted then.
         let mut t = Table::new(Capacity::Provisioned { read: 1, write: 1 });
         for i in 0..300 {
-            t.put(secs(0), &i.to_string(), Item::new().with("n", i64::from(i)))
+            t.put(secs(0), Key::new("n", i), Item::new().with("n", i64::from(i)))
                 .expect("the burst");
         }
         assert_eq!(
-            t.put(secs(0), "x", Item::new()),
+            t.put(secs(0), Key::new("x", 0), Item::new()),
             Err(DynamoError::ProvisionedThroughputExceeded { retry_after: secs(1) })
         );
-        assert_eq!(t.put(secs(1), "x", Item::new()), Ok(()));
+        assert_eq!(t.put(secs(1), Key::new("x", 0), Item::new()), Ok(()));
         assert_eq!(t.throttled, 1);
+    }
+
+    #[test]
+    fn emptied_partitions_are_kept_only_while_few() {
+        // A claim per chunk comes and goes: 10,000 partitions made and emptied leave at most
+        // twice the live ones (here none live but one) plus the slack of 64.
+        let mut items = Items::default();
+        items.insert(Key::new("file", 0), Item::new());
+        for f in 0..10_000 {
+            let k = Key::sorted("claim", f, 1);
+            items.insert(k, Item::new().with("until", 5i64));
+            assert!(items.get(k).is_some());
+            items.remove(k);
+            assert!(items.get(k).is_none());
+            assert!(
+                items.partitions.len() <= 2 + 65,
+                "{} partitions",
+                items.partitions.len()
+            );
+        }
+        assert_eq!(items.len, 1);
+        assert_eq!(items.scan("claim"), vec![]);
+    }
+
+    #[test]
+    fn a_scan_reads_every_partition_of_a_name_in_key_order() {
+        let mut t = Table::new(Capacity::OnDemand);
+        for id in [10, 2, 1] {
+            t.put(secs(0), Key::new("file", id), Item::new()).expect("put");
+        }
+        t.put(secs(0), Key::sorted("result", 1, 0), Item::new()).expect("put");
+        let keys: Vec<String> = t
+            .scan(secs(0), "file")
+            .expect("scan")
+            .into_iter()
+            .map(|(k, _)| k.to_string())
+            .collect();
+        assert_eq!(keys, vec!["file#1", "file#2", "file#10"]);
+        assert_eq!(t.read_units, 1);
     }
 }

@@ -40,7 +40,7 @@ use tokio::sync::Notify;
 pub use config::{Dedupe, OnThrottle, SqsConfig};
 
 use crate::aws::api::{Condition, Handle, KeyValueTable, MessageQueue, Retrying, ServiceError, SimQueue, SimTable};
-use crate::aws::dynamo::{Attr, Capacity, Item};
+use crate::aws::dynamo::{Attr, Capacity, Item, Key as TableKey};
 use crate::aws::esm::{EsmConfig, Scaler};
 use crate::aws::lambda::Lambda;
 use crate::aws::sqs::{MAX_DELAY, MAX_VISIBILITY, MAX_WAIT, QueueConfig, Received};
@@ -438,15 +438,13 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         // and not flagged, gets one again now, by its id: a file cancelled while the
         // orchestrator was down (or at the restart's instant) is never handed out again, and
         // its messages are still queued.
-        let files = shared.services.table.query("file#").await.unwrap_or_default();
+        let files = shared.services.table.scan("file").await.unwrap_or_default();
         shared.bill_read();
         for (key, item) in files {
             if complete(&item) || item.flag("cancelled") {
                 continue;
             }
-            if let Some(id) = key.strip_prefix("file#").and_then(|n| n.parse().ok()) {
-                ctx.spawn(cancel_flag(shared.clone(), FileId(id)));
-            }
+            ctx.spawn(cancel_flag(shared.clone(), FileId(key.id)));
         }
     }
     ctx.spawn(split(shared.clone()));
@@ -476,11 +474,10 @@ async fn split(shared: Arc<Shared>) {
     while let Some(file) = ctx.next_file().await {
         let id = file.id.0;
         let total = ctx.workload().file(file.id).chunks;
-        let fkey = format!("file#{id}");
         let first = s
             .table
             .put(
-                &fkey,
+                TableKey::new("file", id),
                 Item::new().with("chunks", total).with("done", 0i64),
                 Condition::Absent,
             )
@@ -505,12 +502,11 @@ async fn resume(shared: &Shared, file: &FileTask) {
     let ctx = &shared.ctx;
     let s = &shared.services;
     let id = file.id.0;
-    let results = s.table.query(&format!("result#{id}#")).await.unwrap_or_default();
+    let results = s.table.query("result", id).await.unwrap_or_default();
     shared.bill_read();
-    let chunk_of = |k: &str| k.rsplit('#').next().and_then(|c| c.parse::<u32>().ok());
     let wanted: std::collections::BTreeSet<u32> = file.chunks.iter().copied().collect();
     for (k, item) in &results {
-        let Some(c) = chunk_of(k).filter(|c| wanted.contains(c)) else {
+        let Some(c) = k.sort.filter(|c| wanted.contains(c)) else {
             continue;
         };
         if item.has("failed") {
@@ -538,7 +534,7 @@ async fn cancel_flag(shared: Arc<Shared>, file: FileId) {
     let _ = shared
         .services
         .table
-        .set(&format!("file#{}", file.0), "cancelled", Attr::Bool(true))
+        .set(TableKey::new("file", file.0), "cancelled", Attr::Bool(true))
         .await;
     shared.bill_write();
     shared.watch().flagged.insert(file);
@@ -726,16 +722,13 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let s = &shared.services;
     let handle = Handle::from(&r);
     let Msg { file, chunk } = r.body;
-    let fkey = format!("file#{}", file.0);
-    let rkey = format!("result#{}#{chunk}", file.0);
-    let claims = shared.config.dedupe == Dedupe::Claim;
-    let ckey = if claims {
-        format!("claim#{}#{chunk}", file.0)
-    } else {
-        String::new()
-    };
+    let (fkey, rkey, ckey) = (
+        TableKey::new("file", file.0),
+        TableKey::sorted("result", file.0, chunk),
+        TableKey::sorted("claim", file.0, chunk),
+    );
     // The file's item (its cancel flag) and the chunk's result, read before any call.
-    let item = s.table.get(&fkey).await.ok().flatten();
+    let item = s.table.get(fkey).await.ok().flatten();
     let checked = ctx.now();
     shared.bill_read();
     if item.as_ref().is_some_and(complete) {
@@ -757,7 +750,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     // the conditional write keeps the result single).
     let stored = if shared.config.dedupe == Dedupe::Claim {
         shared.bill_read();
-        s.table.get(&rkey).await.ok().flatten()
+        s.table.get(rkey).await.ok().flatten()
     } else {
         None
     };
@@ -788,7 +781,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         let claim = s
             .table
             .put(
-                &ckey,
+                ckey,
                 Item::new().with("until", until),
                 Condition::AbsentOrBelow {
                     attr: "until",
@@ -806,7 +799,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
                 None
             }
             Err(ServiceError::ConditionFailed) => {
-                let held = s.table.get(&ckey).await.ok().flatten();
+                let held = s.table.get(ckey).await.ok().flatten();
                 shared.bill_read();
                 Some(held.and_then(|v| v.number("until")).unwrap_or(until))
             }
@@ -826,15 +819,15 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         // Time passed since the file's item and the chunk's result were read (a throttled
         // table request waited for capacity): read them again, so that no call starts after
         // a cancel flag it could see, nor for a result another delivery stored meanwhile.
-        let again = s.table.get(&fkey).await.ok().flatten();
+        let again = s.table.get(fkey).await.ok().flatten();
         shared.bill_read();
         let stored = mine.is_some() && {
             shared.bill_read();
-            s.table.get(&rkey).await.ok().flatten().is_some()
+            s.table.get(rkey).await.ok().flatten().is_some()
         };
         if stored || again.is_some_and(|v| v.flag("cancelled") || complete(&v)) {
             if let Some(until) = mine {
-                release_claim(shared, &ckey, k, until).await;
+                release_claim(shared, ckey, k, until).await;
             }
             // The next delivery drops it: cancelled, complete or stored.
             let _ = s.queue.change_visibility(handle, Duration::ZERO).await;
@@ -868,18 +861,18 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             // the write is conditional on it not being complete too. In DynamoDB that is a
             // TransactWriteItems with a ConditionCheck on `file#F`; here the read and the put
             // happen at one instant.
-            let whole = s.table.get(&fkey).await.ok().flatten();
+            let whole = s.table.get(fkey).await.ok().flatten();
             shared.bill_read();
             let first = if whole.as_ref().is_some_and(complete) {
                 Err(ServiceError::ConditionFailed)
             } else {
-                s.table.put(&rkey, verdict, Condition::Absent).await
+                s.table.put(rkey, verdict, Condition::Absent).await
             };
             shared.bill_write();
             if first.is_ok() {
                 shared.answers().insert(k, response);
                 shared.metric(fig!("results_written"));
-                let done = s.table.add(&fkey, "done", 1).await;
+                let done = s.table.add(fkey, "done", 1).await;
                 shared.bill_write();
                 ctx.chunk_done(file, chunk, ChunkOutcome::Validated(response));
                 if done.ok() == Some(i64::from(ctx.workload().file(file).chunks)) {
@@ -896,12 +889,12 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             let _ = s.queue.delete(handle).await;
             shared.bill_sqs();
             if let Some(until) = mine {
-                release_claim(shared, &ckey, k, until).await;
+                release_claim(shared, ckey, k, until).await;
             }
         }
         Err(e) => {
             if let Some(until) = mine {
-                release_claim(shared, &ckey, k, until).await;
+                release_claim(shared, ckey, k, until).await;
             }
             if let LlmError::Throttled { retry_after, .. } = e
                 && shared.config.on_throttle == OnThrottle::Backoff
@@ -917,7 +910,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
 
 /// Deletes this delivery's claim, only while it is still its own (a claim taken over after it
 /// expired belongs to the new holder).
-async fn release_claim(shared: &Shared, ckey: &str, k: Key, until: i64) {
+async fn release_claim(shared: &Shared, ckey: TableKey, k: Key, until: i64) {
     let _ = shared.services.table.delete_if(ckey, "until", until).await;
     shared.bill_write();
     let mut w = shared.watch();
@@ -937,11 +930,10 @@ fn complete(item: &Item) -> bool {
 /// A late duplicate of one of its chunks finds the file complete in `file#F` and is dropped.
 async fn file_validated(shared: &Shared, file: FileId) {
     let s = &shared.services;
-    let prefix = format!("result#{}#", file.0);
-    let items = s.table.query(&prefix).await.unwrap_or_default();
+    let items = s.table.query("result", file.0).await.unwrap_or_default();
     shared.bill_read();
     for (key, _) in items {
-        let _ = s.table.delete(&key).await;
+        let _ = s.table.delete(key).await;
         shared.bill_write();
     }
     let mut answers = shared.answers();
@@ -963,8 +955,8 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
         for r in batch.unwrap_or_default() {
             let handle = Handle::from(&r);
             let Msg { file, chunk } = r.body;
-            let key = format!("{}#{}", file.0, chunk);
-            let whole = s.table.get(&format!("file#{}", file.0)).await.ok().flatten();
+            let rkey = TableKey::sorted("result", file.0, chunk);
+            let whole = s.table.get(TableKey::new("file", file.0)).await.ok().flatten();
             shared.bill_read();
             if whole.as_ref().is_some_and(complete) {
                 // A leftover of a chunk of a validated file.
@@ -972,7 +964,7 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
                 shared.bill_sqs();
                 continue;
             }
-            let stored = s.table.get(&format!("result#{key}")).await.ok().flatten();
+            let stored = s.table.get(rkey).await.ok().flatten();
             shared.bill_read();
             match stored {
                 // Failed already (seen again after 12 h): it stays.
@@ -989,7 +981,11 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
                 }
                 None => {}
             }
-            let times = s.table.add(&format!("dlq#{key}"), "times", 1).await.unwrap_or(1);
+            let times = s
+                .table
+                .add(TableKey::sorted("dlq", file.0, chunk), "times", 1)
+                .await
+                .unwrap_or(1);
             shared.bill_write();
             if times <= i64::from(shared.config.dlq_redrives) {
                 let _ = s.queue.send(r.body, Some(shared.config.dlq_redrive_after.0)).await;
@@ -1003,11 +999,7 @@ async fn watch_dead_letters(shared: Arc<Shared>) {
             // message moved here has stored a verdict first.
             let failed = s
                 .table
-                .put(
-                    &format!("result#{key}"),
-                    Item::new().with("failed", times),
-                    Condition::Absent,
-                )
+                .put(rkey, Item::new().with("failed", times), Condition::Absent)
                 .await;
             shared.bill_write();
             if failed.is_err() {
