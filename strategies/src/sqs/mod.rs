@@ -265,16 +265,20 @@ macro_rules! fig {
     };
 }
 
+/// A map by chunk that is only ever looked up (never walked where order could reach output),
+/// hashed with a fixed hash: cheaper than a tree for a lookup on every delivery and call.
+type ByChunk<V> = indexmap::IndexMap<Key, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+
 #[derive(Default)]
 struct Watch {
     /// Deliveries being handled, per chunk.
-    in_hand: BTreeMap<Key, u32>,
+    in_hand: ByChunk<u32>,
     /// LLM calls in flight, per chunk.
-    calling: BTreeMap<Key, u32>,
+    calling: ByChunk<u32>,
     /// Chunks whose messages killed validators held, with the crash's time.
-    stranded: BTreeMap<Key, Duration>,
+    stranded: ByChunk<Duration>,
     /// The claims in the table, by chunk, with their `until`.
-    claims: BTreeMap<Key, i64>,
+    claims: ByChunk<i64>,
     /// Files whose cancel flag has been written.
     flagged: std::collections::BTreeSet<FileId>,
 }
@@ -643,7 +647,7 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
                 shared.metric(fig!("duplicate_deliveries"));
             }
             *held += 1;
-            if let Some(crashed) = w.stranded.remove(&k) {
+            if let Some(crashed) = w.stranded.swap_remove(&k) {
                 lost += now.saturating_sub(crashed).as_secs_f64();
             }
         }
@@ -706,11 +710,11 @@ async fn invoke(shared: Arc<Shared>, batch: Vec<Received<Msg>>) {
     shared.wake.notify_waiters();
 }
 
-fn release(map: &mut BTreeMap<Key, u32>, k: Key) {
+fn release(map: &mut ByChunk<u32>, k: Key) {
     if let Some(n) = map.get_mut(&k) {
         *n -= 1;
         if *n == 0 {
-            map.remove(&k);
+            map.swap_remove(&k);
         }
     }
 }
@@ -915,7 +919,7 @@ async fn release_claim(shared: &Shared, ckey: TableKey, k: Key, until: i64) {
     shared.bill_write();
     let mut w = shared.watch();
     if w.claims.get(&k) == Some(&until) {
-        w.claims.remove(&k);
+        w.claims.swap_remove(&k);
     }
 }
 
