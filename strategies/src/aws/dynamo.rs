@@ -233,17 +233,44 @@ impl Items {
         *self.entry(key) = item;
     }
 
+    /// Where the item at `key` is: its partition's index and its own, found once for a
+    /// conditional write that then writes or removes it in place.
+    fn find(&self, key: Key) -> Option<(usize, usize)> {
+        let p = self.partitions.get_index_of(&key.partition())?;
+        let i = self.partitions[p].get_index_of(&key.sort)?;
+        Some((p, i))
+    }
+
+    /// Replaces the item found at `at` (by [`Items::find`]).
+    fn replace(&mut self, (p, i): (usize, usize), item: Item) {
+        self.partitions[p][i] = item;
+    }
+
+    /// Removes the item found at `at` (by [`Items::find`]).
+    fn remove_at(&mut self, (p, i): (usize, usize)) {
+        let part = &mut self.partitions[p];
+        part.swap_remove_index(i);
+        self.len -= 1;
+        if part.is_empty() {
+            self.emptied();
+        }
+    }
+
+    fn emptied(&mut self) {
+        self.empty += 1;
+        if self.empty > 64 && self.empty > self.partitions.len() / 2 {
+            self.partitions.retain(|_, part| !part.is_empty());
+            self.empty = 0;
+        }
+    }
+
     fn remove(&mut self, key: Key) {
         if let Some(part) = self.partitions.get_mut(&key.partition())
             && part.swap_remove(&key.sort).is_some()
         {
             self.len -= 1;
             if part.is_empty() {
-                self.empty += 1;
-                if self.empty > 64 && self.empty > self.partitions.len() / 2 {
-                    self.partitions.retain(|_, part| !part.is_empty());
-                    self.empty = 0;
-                }
+                self.emptied();
             }
         }
     }
@@ -357,7 +384,7 @@ impl Table {
     /// consumes a write unit (DynamoDB bills it).
     pub fn put_if_absent(&mut self, now: Duration, key: Key, item: Item) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        if self.items.get(key).is_some() {
+        if self.items.find(key).is_some() {
             return Err(DynamoError::ConditionalCheckFailed);
         }
         self.items.insert(key, item);
@@ -374,11 +401,17 @@ impl Table {
         blocks: impl FnOnce(&Item) -> bool,
     ) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        if self.items.get(key).is_some_and(blocks) {
-            return Err(DynamoError::ConditionalCheckFailed);
+        match self.items.find(key) {
+            Some(at) if blocks(&self.items.partitions[at.0][at.1]) => Err(DynamoError::ConditionalCheckFailed),
+            Some(at) => {
+                self.items.replace(at, item);
+                Ok(())
+            }
+            None => {
+                self.items.insert(key, item);
+                Ok(())
+            }
         }
-        self.items.insert(key, item);
-        Ok(())
     }
 
     /// `UpdateItem … SET attr = value`, creating the item when absent.
@@ -428,11 +461,13 @@ impl Table {
     /// A failed condition still consumes a write unit.
     pub fn delete_if(&mut self, now: Duration, key: Key, holds: impl FnOnce(&Item) -> bool) -> Result<(), DynamoError> {
         self.write_unit(now)?;
-        if !self.items.get(key).is_some_and(holds) {
-            return Err(DynamoError::ConditionalCheckFailed);
+        match self.items.find(key) {
+            Some(at) if holds(&self.items.partitions[at.0][at.1]) => {
+                self.items.remove_at(at);
+                Ok(())
+            }
+            _ => Err(DynamoError::ConditionalCheckFailed),
         }
-        self.items.remove(key);
-        Ok(())
     }
 
     /// Items in the table.
