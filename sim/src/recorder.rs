@@ -253,7 +253,14 @@ impl Recorder {
                 self.gauges.insert(name.to_owned(), v);
             }
         }
-        self.row(t).gauges.insert(name.to_owned(), v);
+        // The row holds the gauge already unless it is new: no key made for nothing.
+        let row = self.row(t);
+        match row.gauges.get_mut(name) {
+            Some(x) => *x = v,
+            None => {
+                row.gauges.insert(name.to_owned(), v);
+            }
+        }
     }
 
     /// Appends to the event log (or counts it as dropped when full).

@@ -99,7 +99,7 @@ impl Bucket {
     /// Whole units available now.
     pub fn remaining(&mut self, now: Duration) -> u64 {
         self.refill(now);
-        (self.level / NS_PER_MIN) as u64
+        div_floor(self.level, NS_PER_MIN) as u64
     }
 
     /// Time until the bucket is full again.
@@ -254,8 +254,21 @@ impl Limit {
     }
 }
 
+/// `a / b` rounded up; in 64 bits when both fit (a 128-bit division is a library call many
+/// times slower, and every request of a run divides a few times).
 fn div_ceil(a: u128, b: u128) -> u128 {
-    a.div_ceil(b)
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a.div_ceil(b)),
+        _ => a.div_ceil(b),
+    }
+}
+
+/// `a / b` rounded down, in 64 bits when both fit.
+fn div_floor(a: u128, b: u128) -> u128 {
+    match (u64::try_from(a), u64::try_from(b)) {
+        (Ok(a), Ok(b)) => u128::from(a / b),
+        _ => a / b,
+    }
 }
 
 fn ns(n: u128) -> Duration {

@@ -24,7 +24,7 @@
 
 use std::cell::Cell;
 use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use std::collections::{BinaryHeap, VecDeque};
 use std::time::Duration;
 
 /// A queue's settings.
@@ -102,19 +102,82 @@ pub struct ReceiveEffects {
     pub duplicated: u32,
 }
 
+/// A place in the order of visibility: `(visible_at, id, generation)`.
+type Slot = (Duration, u64, u32);
+
+/// The lanes of [`Order`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Lane {
+    /// Sends without a delay of their own.
+    Sent = 0,
+    /// Receives hiding a message for the queue's visibility timeout.
+    Hidden = 1,
+}
+
+/// When messages turn visible, soonest first by `(visible_at, id)`: two lanes for the entries
+/// that come in that order anyway (a send waits the queue's delay, a receive hides for its
+/// timeout, and time only moves on), and a heap for the rest (visibility changes, own delays,
+/// duplicates, and anything that would break a lane's order). Most entries then cost a push
+/// and a pop at the ends of a deque; in one heap of everything, outdated entries piled up and
+/// its pops were a twentieth of a run.
+#[derive(Debug, Default)]
+struct Order {
+    heap: BinaryHeap<Reverse<Slot>>,
+    lanes: [VecDeque<Slot>; 2],
+}
+
+/// Where the soonest entry is: the heap (`None`) or a lane.
+type From = Option<Lane>;
+
+impl Order {
+    fn push(&mut self, slot: Slot, lane: Option<Lane>) {
+        if let Some(l) = lane {
+            let q = &mut self.lanes[l as usize];
+            if q.back().is_none_or(|b| (b.0, b.1) <= (slot.0, slot.1)) {
+                q.push_back(slot);
+                return;
+            }
+        }
+        self.heap.push(Reverse(slot));
+    }
+
+    /// The soonest entry, and where it is.
+    fn peek(&self) -> Option<(Slot, From)> {
+        let mut best: Option<(Slot, From)> = self.heap.peek().map(|r| (r.0, None));
+        for (lane, q) in [(Lane::Sent, &self.lanes[0]), (Lane::Hidden, &self.lanes[1])] {
+            if let Some(&s) = q.front()
+                && best.is_none_or(|(b, _)| (s.0, s.1) < (b.0, b.1))
+            {
+                best = Some((s, Some(lane)));
+            }
+        }
+        best
+    }
+
+    fn pop(&mut self, from: From) {
+        match from {
+            None => {
+                self.heap.pop();
+            }
+            Some(l) => {
+                self.lanes[l as usize].pop_front();
+            }
+        }
+    }
+}
+
 /// A standard queue with its dead-letter queue.
 ///
 /// Messages are hashed by id, and the order of visibility is a heap of `(visible_at, id,
-/// generation)` from which a message's outdated entries (it was received, made visible again or
-/// deleted since) are dropped as they come to the top. A tree of every `(visible_at, id)` and a
-/// tree of messages cost a few hundred instructions per operation; the heap and the hash a few
-/// dozen. The order among visible messages is the same: by when they became visible, then by id.
+/// generation)` ([`Order`]) from which a message's outdated entries (it was received, made
+/// visible again or deleted since) are dropped as they come first. A tree of every
+/// `(visible_at, id)` and a tree of messages cost a few hundred instructions per operation. The order among visible messages is the same: by when they became visible, then by id.
 #[derive(Debug)]
 pub struct Queue<T> {
     config: QueueConfig,
     messages: Hashed<Entry<T>>,
-    /// `(visible_at, id, generation)`, soonest on top; its top is always a live entry.
-    by_visibility: BinaryHeap<Reverse<(Duration, u64, u32)>>,
+    /// `(visible_at, id, generation)`, soonest first; the soonest is always a live entry.
+    by_visibility: Order,
     /// No message with a smaller id is in the queue (ids follow send order).
     oldest: Cell<u64>,
     next_id: u64,
@@ -135,7 +198,7 @@ impl<T: Clone> Queue<T> {
         Self {
             config,
             messages: Hashed::default(),
-            by_visibility: BinaryHeap::new(),
+            by_visibility: Order::default(),
             oldest: Cell::new(0),
             next_id: 0,
             next_receipt: 0,
@@ -145,22 +208,21 @@ impl<T: Clone> Queue<T> {
         }
     }
 
-    /// Indexes message `id` as visible from `at` (its entry's new generation).
-    fn index(&mut self, id: u64, at: Duration) {
+    /// Indexes message `id` as visible from `at` (its entry's new generation), in `lane` when
+    /// its entries come in order there.
+    fn index(&mut self, id: u64, at: Duration, lane: Option<Lane>) {
         let e = self.messages.get_mut(&id).expect("indexed messages exist");
         e.visible_at = at;
         e.generation = e.generation.wrapping_add(1);
-        self.by_visibility.push(Reverse((at, id, e.generation)));
+        self.by_visibility.push((at, id, e.generation), lane);
     }
 
-    /// Drops outdated entries from the top of the heap.
+    /// Drops outdated entries until the soonest is live.
     fn settle(&mut self) {
-        while let Some(&Reverse((at, id, generation))) = self.by_visibility.peek() {
+        while let Some(((at, id, generation), from)) = self.by_visibility.peek() {
             match self.messages.get(&id) {
                 Some(e) if e.generation == generation && e.visible_at == at => return,
-                _ => {
-                    self.by_visibility.pop();
-                }
+                _ => self.by_visibility.pop(from),
             }
         }
     }
@@ -188,7 +250,9 @@ impl<T: Clone> Queue<T> {
                 generation: 0,
             },
         );
-        self.by_visibility.push(Reverse((visible_at, id, 0)));
+        // Without a delay of its own, every message waits the queue's: they come in order.
+        self.by_visibility
+            .push((visible_at, id, 0), delay.is_none().then_some(Lane::Sent));
         id
     }
 
@@ -202,20 +266,21 @@ impl<T: Clone> Queue<T> {
     ) -> (Vec<Received<T>>, ReceiveEffects) {
         self.requests += 1;
         let mut effects = ReceiveEffects::default();
-        let mut out = Vec::new();
         let max = max.clamp(1, MAX_RECEIVE_BATCH);
+        // Sized once: growing them push by push was a twentieth of a run.
+        let mut out = Vec::with_capacity(max);
         // Visible messages in order; each is met once per receive (one left visible by an
         // at-least-once duplicate goes back after the walk, as one hidden is indexed anew).
-        let mut again: Vec<(u64, Duration)> = Vec::new();
+        let mut again: Vec<(u64, Duration)> = Vec::with_capacity(max);
         while out.len() < max {
             self.settle();
-            let Some(&Reverse((at, id, _))) = self.by_visibility.peek() else {
+            let Some(((at, id, _), from)) = self.by_visibility.peek() else {
                 break;
             };
             if at > now {
                 break;
             }
-            self.by_visibility.pop();
+            self.by_visibility.pop(from);
             let entry = self.messages.get_mut(&id).expect("indexed messages exist");
             if now.saturating_sub(entry.sent) >= self.config.retention {
                 self.messages.swap_remove(&id);
@@ -247,7 +312,9 @@ impl<T: Clone> Queue<T> {
             });
         }
         for (id, at) in again {
-            self.index(id, at);
+            // Hidden for the queue's timeout from now: in order, receive after receive.
+            let lane = (at > now).then_some(Lane::Hidden);
+            self.index(id, at, lane);
         }
         self.settle();
         (out, effects)
@@ -272,7 +339,7 @@ impl<T: Clone> Queue<T> {
         self.requests += 1;
         match self.messages.get(&id) {
             Some(e) if e.receipt == receipt => {
-                self.index(id, now + timeout.min(MAX_VISIBILITY));
+                self.index(id, now + timeout.min(MAX_VISIBILITY), None);
                 self.settle();
                 true
             }
@@ -282,7 +349,7 @@ impl<T: Clone> Queue<T> {
 
     /// When the next message becomes visible (`now` or earlier: one is visible now).
     pub fn next_visible(&self) -> Option<Duration> {
-        self.by_visibility.peek().map(|Reverse((at, _, _))| *at)
+        self.by_visibility.peek().map(|((at, _, _), _)| at)
     }
 
     /// The bodies of the messages in the queue (visible, delayed or in flight), in send order.
