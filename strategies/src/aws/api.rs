@@ -227,8 +227,7 @@ impl<T: Clone + Send + Sync + 'static> SimQueue<T> {
         f(&self.lock())
     }
 
-    fn try_receive(&self, max: usize) -> Result<Vec<Received<T>>, Option<Duration>> {
-        let now = self.ctx.now();
+    fn try_receive(&self, now: Duration, max: usize) -> Result<Vec<Received<T>>, Option<Duration>> {
         let (batch, dead) = {
             let mut q = self.lock();
             if !q.any_visible(now) {
@@ -238,7 +237,10 @@ impl<T: Clone + Send + Sync + 'static> SimQueue<T> {
             let (batch, _) = q.receive(now, max, || rng.next_f64());
             (batch, q.take_dead_letters())
         };
-        if let Some(dlq) = &self.dead_letter {
+        // (Only when some went: a wake for nothing costs the watcher a poll and a new timer.)
+        if let Some(dlq) = &self.dead_letter
+            && !dead.is_empty()
+        {
             let mut d = dlq.lock();
             for (_, body) in dead {
                 d.send(now, body, Some(Duration::ZERO));
@@ -263,11 +265,12 @@ impl<T: Clone + Send + Sync + 'static> MessageQueue<T> for SimQueue<T> {
     }
 
     fn receive(&self, max: usize, wait: Duration) -> Call<'_, Vec<Received<T>>> {
-        let deadline = self.ctx.now() + wait.min(MAX_WAIT);
+        let now = self.ctx.now();
+        let deadline = now + wait.min(MAX_WAIT);
         // A message there, or no wait: answered at once.
-        match self.try_receive(max) {
+        match self.try_receive(now, max) {
             Ok(batch) => return Call::ready(Ok(batch)),
-            Err(_) if self.ctx.now() >= deadline => return Call::ready(Ok(Vec::new())),
+            Err(_) if now >= deadline => return Call::ready(Ok(Vec::new())),
             Err(_) => {}
         }
         Call::waiting(async move {
@@ -275,11 +278,11 @@ impl<T: Clone + Send + Sync + 'static> MessageQueue<T> for SimQueue<T> {
                 let notified = self.sent.notified();
                 tokio::pin!(notified);
                 notified.as_mut().enable();
-                let next = match self.try_receive(max) {
+                let now = self.ctx.now();
+                let next = match self.try_receive(now, max) {
                     Ok(batch) => return Ok(batch),
                     Err(next) => next,
                 };
-                let now = self.ctx.now();
                 if now >= deadline {
                     return Ok(Vec::new());
                 }
