@@ -187,28 +187,50 @@ impl std::fmt::Debug for Key {
 /// A map hashed with a fixed hash (nothing depends on the process or the run).
 type Hashed<K, V> = IndexMap<K, V, BuildHasherDefault<FxHasher>>;
 
-/// A table's items by partition, then by sort key, both levels hashed: a get or a put is two
-/// lookups of a few integers. A query sorts what it reads into key order, as DynamoDB returns
-/// it, so no hash order reaches output.
+/// A table's items: those with a sort key by partition, then by sort key, both levels hashed
+/// (a get or a put is two lookups of a few integers); those without one (`file#F`, kept for
+/// every file of a run) in one flat map, as a partition each would cost a map apiece. A query
+/// sorts what it reads into key order, as DynamoDB returns it, so no hash order reaches output.
 ///
 /// A partition left empty stays (with its allocation) until empty ones outnumber the others:
 /// a claim comes and goes on every call, and making and dropping its partition each time cost
 /// an allocation and a free. Memory stays within twice the live partitions.
 #[derive(Debug, Default)]
 struct Items {
-    partitions: Hashed<(&'static str, u32), Hashed<Option<u32>, Item>>,
+    singles: Hashed<(&'static str, u32), Item>,
+    partitions: Hashed<(&'static str, u32), Hashed<u32, Item>>,
     len: usize,
     /// Partitions with no item.
     empty: usize,
 }
 
+/// Where an item is ([`Items::find`]): its index in the flat map, or its partition's and its own.
+#[derive(Clone, Copy, Debug)]
+enum At {
+    Single(usize),
+    Sorted(usize, usize),
+}
+
 impl Items {
     fn get(&self, key: Key) -> Option<&Item> {
-        self.partitions.get(&key.partition())?.get(&key.sort)
+        match key.sort {
+            None => self.singles.get(&key.partition()),
+            Some(sort) => self.partitions.get(&key.partition())?.get(&sort),
+        }
     }
 
     /// The item at `key`, created empty when absent.
     fn entry(&mut self, key: Key) -> &mut Item {
+        let Some(sort) = key.sort else {
+            let i = match self.singles.get_index_of(&key.partition()) {
+                Some(i) => i,
+                None => {
+                    self.len += 1;
+                    self.singles.insert_full(key.partition(), Item::new()).0
+                }
+            };
+            return &mut self.singles[i];
+        };
         let part = match self.partitions.get_index_of(&key.partition()) {
             Some(i) => &mut self.partitions[i],
             None => {
@@ -216,14 +238,14 @@ impl Items {
                 self.partitions.entry(key.partition()).or_default()
             }
         };
-        let i = match part.get_index_of(&key.sort) {
+        let i = match part.get_index_of(&sort) {
             Some(i) => i,
             None => {
                 self.len += 1;
                 if part.is_empty() {
                     self.empty -= 1;
                 }
-                part.insert_full(key.sort, Item::new()).0
+                part.insert_full(sort, Item::new()).0
             }
         };
         &mut part[i]
@@ -233,26 +255,49 @@ impl Items {
         *self.entry(key) = item;
     }
 
-    /// Where the item at `key` is: its partition's index and its own, found once for a
-    /// conditional write that then writes or removes it in place.
-    fn find(&self, key: Key) -> Option<(usize, usize)> {
-        let p = self.partitions.get_index_of(&key.partition())?;
-        let i = self.partitions[p].get_index_of(&key.sort)?;
-        Some((p, i))
+    /// Where the item at `key` is, found once for a conditional write that then writes or
+    /// removes it in place.
+    fn find(&self, key: Key) -> Option<At> {
+        match key.sort {
+            None => self.singles.get_index_of(&key.partition()).map(At::Single),
+            Some(sort) => {
+                let p = self.partitions.get_index_of(&key.partition())?;
+                let i = self.partitions[p].get_index_of(&sort)?;
+                Some(At::Sorted(p, i))
+            }
+        }
     }
 
-    /// Replaces the item found at `at` (by [`Items::find`]).
-    fn replace(&mut self, (p, i): (usize, usize), item: Item) {
-        self.partitions[p][i] = item;
+    /// The item found at `at`.
+    fn at(&self, at: At) -> &Item {
+        match at {
+            At::Single(i) => &self.singles[i],
+            At::Sorted(p, i) => &self.partitions[p][i],
+        }
     }
 
-    /// Removes the item found at `at` (by [`Items::find`]).
-    fn remove_at(&mut self, (p, i): (usize, usize)) {
-        let part = &mut self.partitions[p];
-        part.swap_remove_index(i);
+    /// Replaces the item found at `at`.
+    fn replace(&mut self, at: At, item: Item) {
+        match at {
+            At::Single(i) => self.singles[i] = item,
+            At::Sorted(p, i) => self.partitions[p][i] = item,
+        }
+    }
+
+    /// Removes the item found at `at`.
+    fn remove_at(&mut self, at: At) {
         self.len -= 1;
-        if part.is_empty() {
-            self.emptied();
+        match at {
+            At::Single(i) => {
+                self.singles.swap_remove_index(i);
+            }
+            At::Sorted(p, i) => {
+                let part = &mut self.partitions[p];
+                part.swap_remove_index(i);
+                if part.is_empty() {
+                    self.emptied();
+                }
+            }
         }
     }
 
@@ -265,41 +310,46 @@ impl Items {
     }
 
     fn remove(&mut self, key: Key) {
-        if let Some(part) = self.partitions.get_mut(&key.partition())
-            && part.swap_remove(&key.sort).is_some()
-        {
-            self.len -= 1;
-            if part.is_empty() {
-                self.emptied();
-            }
+        if let Some(at) = self.find(key) {
+            self.remove_at(at);
         }
     }
 
-    /// The items of the partition `name#id`, in sort-key order (as DynamoDB's `Query` reads one
-    /// partition key).
+    /// The items of the partition `name#id`, in key order (the one without a sort key first),
+    /// as DynamoDB's `Query` reads one partition key.
     fn query(&self, name: &'static str, id: u32) -> Vec<(Key, Item)> {
-        let mut out: Vec<(Key, Item)> = self
+        let single = self
+            .singles
+            .get(&(name, id))
+            .map(|item| (Key::new(name, id), item.clone()));
+        let mut sorted: Vec<(Key, Item)> = self
             .partitions
             .get(&(name, id))
             .into_iter()
             .flatten()
-            .map(|(sort, item)| (Key { name, id, sort: *sort }, item.clone()))
+            .map(|(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
             .collect();
-        out.sort_by_key(|(k, _)| *k);
-        out
+        sorted.sort_by_key(|(k, _)| *k);
+        single.into_iter().chain(sorted).collect()
     }
 
     /// Every item whose partition key is named `name` (any id), in key order: a `Scan` with a
     /// filter on the key, reading every partition.
     fn scan(&self, name: &str) -> Vec<(Key, Item)> {
         let mut out: Vec<(Key, Item)> = self
-            .partitions
+            .singles
             .iter()
             .filter(|((n, _), _)| *n == name)
-            .flat_map(|(&(name, id), part)| {
-                part.iter()
-                    .map(move |(sort, item)| (Key { name, id, sort: *sort }, item.clone()))
-            })
+            .map(|(&(name, id), item)| (Key::new(name, id), item.clone()))
+            .chain(
+                self.partitions
+                    .iter()
+                    .filter(|((n, _), _)| *n == name)
+                    .flat_map(|(&(name, id), part)| {
+                        part.iter()
+                            .map(move |(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
+                    }),
+            )
             .collect();
         out.sort_by_key(|(k, _)| *k);
         out
@@ -402,7 +452,7 @@ impl Table {
     ) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         match self.items.find(key) {
-            Some(at) if blocks(&self.items.partitions[at.0][at.1]) => Err(DynamoError::ConditionalCheckFailed),
+            Some(at) if blocks(self.items.at(at)) => Err(DynamoError::ConditionalCheckFailed),
             Some(at) => {
                 self.items.replace(at, item);
                 Ok(())
@@ -462,7 +512,7 @@ impl Table {
     pub fn delete_if(&mut self, now: Duration, key: Key, holds: impl FnOnce(&Item) -> bool) -> Result<(), DynamoError> {
         self.write_unit(now)?;
         match self.items.find(key) {
-            Some(at) if holds(&self.items.partitions[at.0][at.1]) => {
+            Some(at) if holds(self.items.at(at)) => {
                 self.items.remove_at(at);
                 Ok(())
             }
