@@ -85,6 +85,12 @@ impl<'a, T> Call<'a, T> {
         Self::Waiting(Box::pin(f))
     }
 
+    /// Whether the answer is here already: awaiting it does not suspend the caller, so no time
+    /// passes (in virtual time) before the caller goes on.
+    pub fn is_ready(&self) -> bool {
+        matches!(self, Self::Ready(_))
+    }
+
     /// Whether this is an answer given at once that is not a throttling (a retry has nothing
     /// to do with it).
     fn settled(&self) -> bool {

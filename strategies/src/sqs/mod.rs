@@ -752,9 +752,15 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     // With claims, the chunk's terminal state is read first; without dedupe nothing is
     // checked before the call (that is what `none` means: a redelivery costs a call, and only
     // the conditional write keeps the result single).
+    // Whether a request since `checked` had to wait (a throttled table request waits for
+    // capacity): only then can time have passed. (Asking the clock instead cost a read of it per
+    // message, and live, where the clock always moves a little, re-read the items for nothing.)
+    let mut waited = false;
     let stored = if shared.config.dedupe == Dedupe::Claim {
         shared.bill_read();
-        s.table.get(rkey).await.ok().flatten()
+        let get = s.table.get(rkey);
+        waited |= !get.is_ready();
+        get.await.ok().flatten()
     } else {
         None
     };
@@ -778,21 +784,20 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     // This delivery's claim (its `until`), when it holds one.
     let mut mine: Option<i64> = None;
     if shared.config.dedupe == Dedupe::Claim {
-        let now_ms = ctx.now().as_millis() as i64;
+        let now_ms = if waited { ctx.now() } else { checked }.as_millis() as i64;
         let until = now_ms + shared.config.visibility_timeout.0.as_millis() as i64;
         // Taken when absent or expired (`until` in the past): a claim outlives its holder at
         // most by the visibility timeout.
-        let claim = s
-            .table
-            .put(
-                ckey,
-                Item::new().with("until", until),
-                Condition::AbsentOrBelow {
-                    attr: "until",
-                    value: now_ms,
-                },
-            )
-            .await;
+        let put = s.table.put(
+            ckey,
+            Item::new().with("until", until),
+            Condition::AbsentOrBelow {
+                attr: "until",
+                value: now_ms,
+            },
+        );
+        waited |= !put.is_ready();
+        let claim = put.await;
         shared.bill_write();
         let held_until = match claim {
             Ok(()) => {
@@ -819,7 +824,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             return;
         }
     }
-    if ctx.now() > checked {
+    if waited {
         // Time passed since the file's item and the chunk's result were read (a throttled
         // table request waited for capacity): read them again, so that no call starts after
         // a cancel flag it could see, nor for a result another delivery stored meanwhile.
