@@ -163,8 +163,8 @@ impl Key {
         }
     }
 
-    fn partition(self) -> (&'static str, u32) {
-        (self.name, self.id)
+    fn partition(self) -> Partition {
+        Partition(Name(self.name), self.id)
     }
 }
 
@@ -187,6 +187,31 @@ impl std::fmt::Debug for Key {
 /// A map hashed with a fixed hash (nothing depends on the process or the run).
 type Hashed<K, V> = IndexMap<K, V, BuildHasherDefault<FxHasher>>;
 
+/// A partition key's name, compared by address first: the names come from a few literals, so
+/// two equal names are nearly always the same `&'static str` and no bytes are compared.
+#[derive(Clone, Copy, Debug)]
+struct Name(&'static str);
+
+impl PartialEq for Name {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0) || self.0 == other.0
+    }
+}
+
+impl Eq for Name {}
+
+impl std::hash::Hash for Name {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // The length and the first byte: what tells a design's few names apart, in one step
+        // (equal names have equal both, so equal hashes).
+        state.write_usize(self.0.len() << 8 | usize::from(self.0.as_bytes().first().copied().unwrap_or(0)));
+    }
+}
+
+/// A partition key: a name and a number.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+struct Partition(Name, u32);
+
 /// A table's items: those with a sort key by partition, then by sort key, both levels hashed
 /// (a get or a put is two lookups of a few integers); those without one (`file#F`, kept for
 /// every file of a run) in one flat map, as a partition each would cost a map apiece. A query
@@ -197,8 +222,8 @@ type Hashed<K, V> = IndexMap<K, V, BuildHasherDefault<FxHasher>>;
 /// an allocation and a free. Memory stays within twice the live partitions.
 #[derive(Debug, Default)]
 struct Items {
-    singles: Hashed<(&'static str, u32), Item>,
-    partitions: Hashed<(&'static str, u32), Hashed<u32, Item>>,
+    singles: Hashed<Partition, Item>,
+    partitions: Hashed<Partition, Hashed<u32, Item>>,
     len: usize,
     /// Partitions with no item.
     empty: usize,
@@ -320,11 +345,11 @@ impl Items {
     fn query(&self, name: &'static str, id: u32) -> Vec<(Key, Item)> {
         let single = self
             .singles
-            .get(&(name, id))
+            .get(&Partition(Name(name), id))
             .map(|item| (Key::new(name, id), item.clone()));
         let mut sorted: Vec<(Key, Item)> = self
             .partitions
-            .get(&(name, id))
+            .get(&Partition(Name(name), id))
             .into_iter()
             .flatten()
             .map(|(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
@@ -339,13 +364,13 @@ impl Items {
         let mut out: Vec<(Key, Item)> = self
             .singles
             .iter()
-            .filter(|((n, _), _)| *n == name)
-            .map(|(&(name, id), item)| (Key::new(name, id), item.clone()))
+            .filter(|(p, _)| p.0.0 == name)
+            .map(|(&Partition(Name(name), id), item)| (Key::new(name, id), item.clone()))
             .chain(
                 self.partitions
                     .iter()
-                    .filter(|((n, _), _)| *n == name)
-                    .flat_map(|(&(name, id), part)| {
+                    .filter(|(p, _)| p.0.0 == name)
+                    .flat_map(|(&Partition(Name(name), id), part)| {
                         part.iter()
                             .map(move |(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
                     }),
