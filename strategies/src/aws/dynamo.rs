@@ -366,15 +366,12 @@ impl Items {
             .iter()
             .filter(|(p, _)| p.0.0 == name)
             .map(|(&Partition(Name(name), id), item)| (Key::new(name, id), item.clone()))
-            .chain(
-                self.partitions
-                    .iter()
-                    .filter(|(p, _)| p.0.0 == name)
-                    .flat_map(|(&Partition(Name(name), id), part)| {
-                        part.iter()
-                            .map(move |(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
-                    }),
-            )
+            .chain(self.partitions.iter().filter(|(p, _)| p.0.0 == name).flat_map(
+                |(&Partition(Name(name), id), part)| {
+                    part.iter()
+                        .map(move |(sort, item)| (Key::sorted(name, id, *sort), item.clone()))
+                },
+            ))
             .collect();
         out.sort_by_key(|(k, _)| *k);
         out
