@@ -127,7 +127,7 @@ struct Order {
 }
 
 /// Where the soonest entry is: the heap (`None`) or a lane.
-type From = Option<Lane>;
+type Source = Option<Lane>;
 
 impl Order {
     fn push(&mut self, slot: Slot, lane: Option<Lane>) {
@@ -142,8 +142,8 @@ impl Order {
     }
 
     /// The soonest entry, and where it is.
-    fn peek(&self) -> Option<(Slot, From)> {
-        let mut best: Option<(Slot, From)> = self.heap.peek().map(|r| (r.0, None));
+    fn peek(&self) -> Option<(Slot, Source)> {
+        let mut best: Option<(Slot, Source)> = self.heap.peek().map(|r| (r.0, None));
         for (lane, q) in [(Lane::Sent, &self.lanes[0]), (Lane::Hidden, &self.lanes[1])] {
             if let Some(&s) = q.front()
                 && best.is_none_or(|(b, _)| (s.0, s.1) < (b.0, b.1))
@@ -154,7 +154,7 @@ impl Order {
         best
     }
 
-    fn pop(&mut self, from: From) {
+    fn pop(&mut self, from: Source) {
         match from {
             None => {
                 self.heap.pop();
