@@ -169,7 +169,7 @@ impl Order {
 /// A standard queue with its dead-letter queue.
 ///
 /// Messages are hashed by id, and the order of visibility is a heap of `(visible_at, id,
-/// generation)` ([`Order`]) from which a message's outdated entries (it was received, made
+/// generation)` (`Order`) from which a message's outdated entries (it was received, made
 /// visible again or deleted since) are dropped as they come first. A tree of every
 /// `(visible_at, id)` and a tree of messages cost a few hundred instructions per operation. The order among visible messages is the same: by when they became visible, then by id.
 #[derive(Debug)]
