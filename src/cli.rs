@@ -606,13 +606,7 @@ fn run(args: &RunArgs, out: &mut dyn Write) -> anyhow::Result<u8> {
                 token: args.control_token.clone(),
             });
             // The dashboard when a person is watching stdout; it shows the control API's address.
-            let view = if !args.no_tui && std::io::stdout().is_terminal() {
-                View::Dashboard
-            } else if show_progress() {
-                View::ProgressBar
-            } else {
-                View::Quiet
-            };
+            let view = View::for_terminals(!args.no_tui);
             let announce = move |addr: std::net::SocketAddr| {
                 if view != View::Dashboard {
                     eprintln!("control API on http://{addr}");
@@ -693,12 +687,7 @@ impl Live {
 /// Runs `scenario` under the named strategies live: real time (divided by the time scale), real
 /// HTTP, against `live.endpoint` or a fresh in-process mock per strategy.
 pub fn run_scenario_live(scenario: &Scenario, names: &[String], live: &Live) -> anyhow::Result<ReportFile> {
-    let view = if show_progress() {
-        View::ProgressBar
-    } else {
-        View::Quiet
-    };
-    run_live(scenario, names, live, None, None, view)
+    run_live(scenario, names, live, None, None, View::for_terminals(false))
 }
 
 /// What a live run shows while it runs.
@@ -710,6 +699,20 @@ enum View {
     ProgressBar,
     /// The full-screen dashboard ([`crate::dashboard`]).
     Dashboard,
+}
+
+impl View {
+    /// What the terminals allow: the dashboard (when `dashboard` and stdout is a terminal), else
+    /// the progress bar (when stderr is one), else nothing.
+    fn for_terminals(dashboard: bool) -> View {
+        if dashboard && std::io::stdout().is_terminal() {
+            View::Dashboard
+        } else if show_progress() {
+            View::ProgressBar
+        } else {
+            View::Quiet
+        }
+    }
 }
 
 /// [`run_scenario_live`] with the control API ([`crate::control`]) on `control.addr`; `bound`

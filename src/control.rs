@@ -156,7 +156,7 @@ impl Control {
 }
 
 fn summary(strategy: &str, snap: &sim::context::Snapshot) -> Value {
-    let count = |s: sim::FileStatus| snap.files.iter().filter(|f| f.status == s).count();
+    let count = |s| snap.files_in(s);
     json!({
         "strategy": strategy,
         "elapsed_s": snap.elapsed.as_secs_f64(),
@@ -166,7 +166,7 @@ fn summary(strategy: &str, snap: &sim::context::Snapshot) -> Value {
         "files_completed": count(sim::FileStatus::Completed),
         "files_failed": count(sim::FileStatus::Failed),
         "files_cancelled": count(sim::FileStatus::Cancelled),
-        "chunks_done": snap.files.iter().map(|f| u64::from(f.done)).sum::<u64>(),
+        "chunks_done": snap.chunks_done(),
         "in_flight": snap.in_flight,
         "concurrency_limit": snap.concurrency_limit,
     })

@@ -47,8 +47,6 @@ pub enum StrategyState {
     Running,
     /// Ended; its report's figures.
     Done(Done),
-    /// Not run: the run was stopped before it.
-    Skipped,
 }
 
 /// A finished strategy's figures, from its report.
@@ -99,8 +97,6 @@ pub struct Board {
     /// The provider's TPM limit from each second on (the scenario's, then its timeline's
     /// `limits` changes): `(second, limit)`, by time.
     pub tpm_schedule: Vec<(f64, Option<u64>)>,
-    /// Chunks in the workload.
-    pub chunks_total: u64,
     /// Every strategy of the run, in order, with its state.
     pub strategies: Vec<(String, StrategyState)>,
     /// The run in progress, once sampled.
@@ -122,12 +118,10 @@ impl Board {
                 tpm_schedule.push((e.at.0.as_secs_f64(), Some(t.get())));
             }
         }
-        let workload = sim::workload::Workload::generate(&scenario.workload, scenario.seed);
         Board {
             scenario: format!("{} (seed {})", scenario.name, scenario.seed),
             target,
             tpm_schedule,
-            chunks_total: workload.chunks_total(),
             strategies: strategies
                 .iter()
                 .map(|s| ((*s).to_owned(), StrategyState::Waiting))
@@ -347,10 +341,12 @@ fn draw_gauges(frame: &mut Frame<'_>, area: Rect, board: &Board) {
             .label(label),
         left,
     );
-    let (done, files) = match &board.current {
+    // Every file is in the snapshot, with its chunks: the workload's total is theirs.
+    let (done, total, files) = match &board.current {
         Some(c) => {
-            let n = |s: FileStatus| c.snapshot.files.iter().filter(|f| f.status == s).count();
-            let done: u64 = c.snapshot.files.iter().map(|f| u64::from(f.done)).sum();
+            let n = |s| c.snapshot.files_in(s);
+            let done = c.snapshot.chunks_done();
+            let total: u64 = c.snapshot.files.iter().map(|f| u64::from(f.chunks)).sum();
             let waiting = n(FileStatus::Pending) + n(FileStatus::Queued);
             // Done always; the other states only when some file is in them.
             let mut parts = vec![format!("{} done", n(FileStatus::Completed))];
@@ -365,17 +361,16 @@ fn draw_gauges(frame: &mut Frame<'_>, area: Rect, board: &Board) {
                     parts.push(format!("{k} {word}"));
                 }
             }
-            (done, format!(" files: {} ", parts.join(", ")))
+            (done, total, format!(" files: {} ", parts.join(", ")))
         }
-        None => (0, " files ".to_owned()),
+        None => (0, 0, " files ".to_owned()),
     };
-    let total = board.chunks_total.max(1);
     frame.render_widget(
         Gauge::default()
             .block(Block::bordered().title(files))
             .gauge_style(Style::new().fg(Color::Green))
-            .ratio((done as f64 / total as f64).min(1.0))
-            .label(format!("{done} / {} chunks", board.chunks_total)),
+            .ratio((done as f64 / total.max(1) as f64).min(1.0))
+            .label(format!("{done} / {total} chunks")),
         right,
     );
 }
@@ -393,25 +388,18 @@ fn draw_table(frame: &mut Frame<'_>, area: Rect, board: &Board) {
     .style(Style::new().add_modifier(Modifier::BOLD));
     let rows = board.strategies.iter().map(|(name, state)| {
         let cells: [String; 6] = match state {
-            StrategyState::Waiting | StrategyState::Skipped => {
-                let word = if *state == StrategyState::Waiting {
-                    "waiting"
-                } else {
-                    "skipped"
-                };
-                [
-                    word.into(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                    String::new(),
-                ]
-            }
+            StrategyState::Waiting => [
+                "waiting".into(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+                String::new(),
+            ],
             StrategyState::Running => match &board.current {
                 Some(c) => {
                     let s = &c.snapshot;
-                    let n = |st: FileStatus| s.files.iter().filter(|f| f.status == st).count();
+                    let n = |st| s.files_in(st);
                     [
                         if board.stopping { "stopping" } else { "running" }.into(),
                         format!("{:.0}", s.elapsed.as_secs_f64()),

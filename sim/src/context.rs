@@ -187,6 +187,18 @@ pub struct Snapshot {
     pub users: Vec<UserProgress>,
 }
 
+impl Snapshot {
+    /// Files in `status` now.
+    pub fn files_in(&self, status: FileStatus) -> usize {
+        self.files.iter().filter(|f| f.status == status).count()
+    }
+
+    /// Chunks with a stored verdict, over every file.
+    pub fn chunks_done(&self) -> u64 {
+        self.files.iter().map(|f| u64::from(f.done)).sum()
+    }
+}
+
 /// Counts of files by final state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct FileCounts {
@@ -673,10 +685,10 @@ impl State {
             Some(Err(crate::backend::ErrorKind::RateLimited)) => f.throttled += 1,
             _ => {}
         }
-        self.recorder.request_ended(sent, now, outcome);
-        let f = self.file(id);
         f.in_flight -= 1;
-        if f.cancel_at.is_some() && f.in_flight == 0 {
+        let finish = f.cancel_at.is_some() && f.in_flight == 0;
+        self.recorder.request_ended(sent, now, outcome);
+        if finish {
             self.maybe_finish(id, now);
         }
     }

@@ -14,12 +14,10 @@
 
 use std::time::Duration;
 
-use std::hash::BuildHasherDefault;
-
-use indexmap::IndexMap;
-use rustc_hash::FxHasher;
 use simkit::quota::Quota;
 use smallvec::SmallVec;
+
+use super::FxIndexMap as Hashed;
 
 /// How the table is billed and throttled.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -183,9 +181,6 @@ impl std::fmt::Debug for Key {
         write!(f, "{self}")
     }
 }
-
-/// A map hashed with a fixed hash (nothing depends on the process or the run).
-type Hashed<K, V> = IndexMap<K, V, BuildHasherDefault<FxHasher>>;
 
 /// A partition key's name, compared by address first: the names come from a few literals, so
 /// two equal names are nearly always the same `&'static str` and no bytes are compared.

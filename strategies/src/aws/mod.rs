@@ -16,3 +16,8 @@ pub mod dynamo;
 pub mod esm;
 pub mod lambda;
 pub mod sqs;
+
+/// An insertion-ordered map hashed with a fixed hash (`FxHasher`): nothing in it depends on the
+/// process or the run, so its order is the same on every run. The services' and the SQS design's
+/// maps that are looked up on every request.
+pub(crate) type FxIndexMap<K, V> = indexmap::IndexMap<K, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;

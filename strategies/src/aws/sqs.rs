@@ -189,8 +189,8 @@ pub struct Queue<T> {
     pub deliveries: u64,
 }
 
-/// Messages by id, hashed with a fixed hash.
-type Hashed<V> = indexmap::IndexMap<u64, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+/// Messages by id.
+type Hashed<V> = super::FxIndexMap<u64, V>;
 
 impl<T: Clone> Queue<T> {
     /// An empty queue.

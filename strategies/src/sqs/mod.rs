@@ -267,7 +267,7 @@ macro_rules! fig {
 
 /// A map by chunk that is only ever looked up (never walked where order could reach output),
 /// hashed with a fixed hash: cheaper than a tree for a lookup on every delivery and call.
-type ByChunk<V> = indexmap::IndexMap<Key, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+type ByChunk<V> = crate::aws::FxIndexMap<Key, V>;
 
 #[derive(Default)]
 struct Watch {
