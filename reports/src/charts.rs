@@ -241,12 +241,12 @@ fn line_chart(id: &str, title: &str, x_desc: &str, y_desc: &str, lines: Vec<Line
 /// One chart per strategy gauge (see `RunContext::gauge`), each run's values over time; a gauge
 /// that stayed at zero in every run says nothing and gets no chart.
 fn gauges(report: &ReportFile) -> Result<Vec<Chart>, ReportError> {
-    let names: std::collections::BTreeSet<&String> = report
+    let names: std::collections::BTreeSet<&str> = report
         .runs
         .iter()
         .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.iter()))
         .filter(|(_, v)| **v != 0.0)
-        .map(|(name, _)| name)
+        .map(|(name, _)| &**name)
         .collect();
     names
         .into_iter()
@@ -385,10 +385,10 @@ fn tokens_per_minute(report: &ReportFile) -> Result<Chart, ReportError> {
             legend: true,
         });
         // A controller's token-rate target, drawn thin in the run's colour.
-        let targets: std::collections::BTreeSet<&String> = r
+        let targets: std::collections::BTreeSet<&str> = r
             .timeseries
             .iter()
-            .flat_map(|row| row.gauges.keys())
+            .flat_map(|row| row.gauges.keys().map(|k| &**k))
             .filter(|g| g.ends_with("_tpm"))
             .collect();
         for g in targets {

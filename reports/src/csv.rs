@@ -12,10 +12,10 @@ pub const HEADER: &str = "strategy,mode,second,requests,throttled,errors,tokens,
 /// are quoted when they need it).
 pub fn timeseries(report: &ReportFile) -> String {
     let rows: usize = report.runs.iter().map(|r| r.timeseries.len()).sum();
-    let gauges: Vec<&String> = report
+    let gauges: Vec<&str> = report
         .runs
         .iter()
-        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.keys()))
+        .flat_map(|r| r.timeseries.iter().flat_map(|row| row.gauges.keys().map(|k| &**k)))
         .collect::<std::collections::BTreeSet<_>>()
         .into_iter()
         .collect();

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 
 use crate::backend::{LlmBackend, SimBackend};
 use crate::bound::{Blackouts, ideal_makespan, ideal_makespans};
-use crate::context::{ProgressFn, RunContext};
+use crate::context::{InstantCache, ProgressFn, RunContext};
 use crate::error::SimError;
 use crate::recorder::EventKind;
 use crate::report::{Mode, Percentiles, RunReport, Summary, UserFigures, buckets, round6};
@@ -71,9 +71,18 @@ pub fn simulate(
     strategy: &StrategyFn<'_>,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
+    let instant = InstantCache::new();
+    let forget = instant.clone();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_time()
         .start_paused(true)
+        // Paused time moves only while the runtime parks: the time read before a park is stale
+        // after it (see `InstantCache`).
+        .on_thread_unpark(move || forget.forget())
+        // Check the (timer-only) driver only when no task is ready, not every 61 polls: no I/O
+        // waits here, and a timer due at this instant fires when the ready tasks are done, as
+        // it would when they are fewer than 61. 5% of a choreography's time went to those checks.
+        .event_interval(u32::MAX)
         .build()
         .map_err(SimError::Runtime)?;
     rt.block_on(async {
@@ -84,7 +93,17 @@ pub fn simulate(
             scenario.client.request_timeout.0,
             scenario.client.network,
         ));
-        execute(scenario, name, Mode::Simulated, backend, start, strategy, opts).await
+        run(
+            scenario,
+            name,
+            Mode::Simulated,
+            backend,
+            start,
+            strategy,
+            opts,
+            Some(instant),
+        )
+        .await
     })
 }
 
@@ -98,8 +117,23 @@ pub async fn execute(
     strategy: &StrategyFn<'_>,
     opts: &RunOptions,
 ) -> Result<RunReport, SimError> {
+    run(scenario, name, mode, backend, start, strategy, opts, None).await
+}
+
+/// [`execute`], with the simulating runtime's [`InstantCache`] when there is one.
+#[allow(clippy::too_many_arguments)]
+async fn run(
+    scenario: &Scenario,
+    name: &str,
+    mode: Mode,
+    backend: Arc<dyn LlmBackend>,
+    start: Instant,
+    strategy: &StrategyFn<'_>,
+    opts: &RunOptions,
+    instant: Option<InstantCache>,
+) -> Result<RunReport, SimError> {
     let workload = Arc::new(Workload::generate(&scenario.workload, scenario.seed));
-    let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts);
+    let ctx = RunContext::new(scenario, backend, workload.clone(), start, opts, instant);
     if let Some(hook) = &opts.on_start {
         hook(&ctx);
     }

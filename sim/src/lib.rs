@@ -45,7 +45,7 @@ pub mod scenario;
 pub mod trace;
 pub mod workload;
 
-pub use backend::{ChatRequest, ChatResponse, LlmBackend, LlmError, SimBackend};
+pub use backend::{ChatRequest, ChatResponse, LlmBackend, LlmError, Scheduled, SimBackend};
 pub use context::{Artifact, ChunkOutcome, FileStatus, FileTask, Progress, ProgressFn, RedriveRefused, RunContext};
 pub use engine::{RunOptions, StrategyFn, execute, simulate};
 pub use error::SimError;

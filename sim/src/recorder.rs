@@ -3,6 +3,7 @@
 //! number of calls.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use hdrhistogram::Histogram;
@@ -41,9 +42,10 @@ pub struct SecondRow {
     /// The strategy's concurrency limit at the end of this second, where it has one.
     pub concurrency_limit: Option<u32>,
     /// The strategy's gauges (queue depth, warm functions, pacer rate…) at the end of this
-    /// second, by name (see `RunContext::gauge`).
+    /// second, by name (see `RunContext::gauge`). The names are shared: every second carries
+    /// every gauge, and a copy of each name per row was most of a long run's allocations.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub gauges: BTreeMap<String, f64>,
+    pub gauges: BTreeMap<Arc<str>, f64>,
 }
 
 /// What an event is about.
@@ -118,7 +120,7 @@ pub struct Recorder {
     pub events_dropped: u64,
     in_flight: u32,
     limit: Option<u32>,
-    gauges: BTreeMap<String, f64>,
+    gauges: BTreeMap<Arc<str>, f64>,
     /// LLM requests sent.
     pub requests: u64,
     /// Requests refused with 429.
@@ -247,20 +249,13 @@ impl Recorder {
 
     /// The gauge `name` is `v` from `t` on.
     pub fn set_gauge(&mut self, t: Duration, name: &str, v: f64) {
-        match self.gauges.get_mut(name) {
-            Some(x) => *x = v,
-            None => {
-                self.gauges.insert(name.to_owned(), v);
-            }
-        }
-        // The row holds the gauge already unless it is new: no key made for nothing.
-        let row = self.row(t);
-        match row.gauges.get_mut(name) {
-            Some(x) => *x = v,
-            None => {
-                row.gauges.insert(name.to_owned(), v);
-            }
-        }
+        let key = match self.gauges.get_key_value(name) {
+            Some((k, _)) => k.clone(),
+            None => Arc::from(name),
+        };
+        self.gauges.insert(key.clone(), v);
+        // The row holds the gauge already unless it is new.
+        self.row(t).gauges.insert(key, v);
     }
 
     /// Appends to the event log (or counts it as dropped when full).

@@ -111,11 +111,17 @@ impl Lambda {
     /// Starts an invocation of `function` at `now`, or says why not.
     pub fn begin(&mut self, function: &str, now: Duration) -> Result<Started, Refusal> {
         let idle_timeout = self.model.idle_timeout;
-        self.functions.entry(function.to_owned()).or_insert_with(|| Function {
-            idle: Vec::new(),
-            running: 0,
-            scaling: Quota::lambda_scaling(),
-        });
+        // (Its name copied only the first time: every invocation looks it up.)
+        if !self.functions.contains_key(function) {
+            self.functions.insert(
+                function.to_owned(),
+                Function {
+                    idle: Vec::new(),
+                    running: 0,
+                    scaling: Quota::lambda_scaling(),
+                },
+            );
+        }
         let refusal = match self.model.reserved.get(function) {
             // A reservation is the function's own pool.
             Some(&r) => (self.functions[function].running >= r).then_some(Refusal::ReservedConcurrency),
