@@ -403,3 +403,74 @@ impl LlmBackend for SimBackend {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Scenario;
+
+    /// Two providers alike, one asked through `complete`, the other through `answer_at_send`,
+    /// meet the same requests at the same instants: throttles, 5xx, hangs, timeouts and
+    /// too-large prompts included.
+    #[tokio::test(start_paused = true)]
+    async fn an_answer_given_at_send_is_what_complete_gives_after_its_wait() {
+        let s = Scenario::parse(
+            r#"
+name = "backend"
+[workload]
+files = 1
+chunks_per_file = { dist = "fixed", value = 1 }
+prompt_tokens = { dist = "fixed", value = 100 }
+completion_tokens = { dist = "fixed", value = 10 }
+max_tokens = 50
+arrival = { kind = "all-at-once" }
+[provider]
+tpm = 3000
+rpm = 20
+error_rate = 0.2
+hang_rate = 0.1
+latency = { base_ms = 800, per_output_token_ms = 40, sigma = 1.0 }
+[client]
+request_timeout = "3s"
+"#,
+            "backend test",
+        )
+        .expect("valid");
+        let start = Instant::now();
+        let backend = || SimBackend::new(s.provider_config(), start, s.client.request_timeout.0, s.client.network);
+        let (awaited, at_send) = (backend(), backend());
+        let mut kinds = std::collections::BTreeSet::new();
+        for i in 0..300u32 {
+            let req = ChatRequest {
+                file: FileId(i % 7),
+                chunk: i,
+                attempt: i % 3,
+                prompt_tokens: 100 + (i * 37) % 3500,
+                max_tokens: 50,
+                completion_tokens: 10 + i % 60,
+                key: u64::from(i).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            };
+            let scheduled = at_send
+                .answer_at_send(&req)
+                .expect("the simulated backend decides at send");
+            let sent = Instant::now();
+            let answer = awaited.complete(req).await;
+            // Same answer, arriving when the scheduled one says (tokio's timers fire on whole
+            // milliseconds, the engine's wait as this one).
+            assert_eq!(answer, scheduled.answer, "request {i}");
+            let waited = Instant::now() - sent;
+            assert!(
+                waited >= scheduled.after && waited - scheduled.after < Duration::from_millis(1),
+                "request {i}: waited {waited:?}, scheduled {:?}",
+                scheduled.after
+            );
+            kinds.insert(match &answer {
+                Ok(_) => "ok",
+                Err(e) => e.kind().name(),
+            });
+            tokio::time::sleep(Duration::from_millis(u64::from(i % 5) * 150)).await;
+        }
+        // Every way a call can end was met, so each branch was compared.
+        assert!(kinds.len() >= 5, "{kinds:?}");
+    }
+}

@@ -68,6 +68,52 @@ fn sequential_processing_follows_arrivals_and_latency() {
 }
 
 #[test]
+fn the_time_a_strategy_reads_follows_every_advance_of_paused_time() {
+    // The simulating runtime caches the instant's time between parks. Tasks that wake at
+    // distinct and equal instants, yield, and call the provider each compare what the run
+    // says with tokio's own clock: a cache kept past an advance would show the earlier time.
+    let wrong = Arc::new(Mutex::new(Vec::new()));
+    let reads = Arc::new(Mutex::new(0u32));
+    let (wrong2, reads2) = (wrong.clone(), reads.clone());
+    let checker = move |ctx: RunContext| -> Run {
+        let (wrong, reads) = (wrong2.clone(), reads2.clone());
+        Box::pin(async move {
+            let check = {
+                let ctx = ctx.clone();
+                move |at: &str| {
+                    let truth = tokio::time::Instant::now() - ctx.start();
+                    *reads.lock().unwrap() += 1;
+                    if ctx.now() != truth {
+                        wrong
+                            .lock()
+                            .unwrap()
+                            .push(format!("{at}: {:?} != {truth:?}", ctx.now()));
+                    }
+                }
+            };
+            for i in 0..20u64 {
+                let check = check.clone();
+                let c = ctx.clone();
+                ctx.spawn(async move {
+                    for step in 0..5u64 {
+                        check(&format!("task {i} step {step}"));
+                        c.sleep(Duration::from_millis(137 * (i % 7) + 11 * step)).await;
+                        check(&format!("task {i} after sleep {step}"));
+                        tokio::task::yield_now().await;
+                    }
+                });
+            }
+            check("start");
+            sequential(ctx.clone()).await;
+            check("end");
+        })
+    };
+    simulate(&scenario(""), "checker", &checker, &RunOptions::default()).expect("finishes");
+    assert_eq!(*reads.lock().unwrap(), 202, "every task read the time at every step");
+    assert_eq!(wrong.lock().unwrap().clone(), Vec::<String>::new());
+}
+
+#[test]
 fn parameter_changes_reach_the_strategy_at_their_time() {
     let s = scenario("[params]\nmax-parallelism = 2\n[[timeline]]\nat = \"25s\"\nset = { max-parallelism = 7 }\n");
     let seen = Arc::new(Mutex::new(vec![]));
