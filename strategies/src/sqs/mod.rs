@@ -265,9 +265,10 @@ macro_rules! fig {
     };
 }
 
-/// A map by chunk that is only ever looked up (never walked where order could reach output),
-/// hashed with a fixed hash: cheaper than a tree for a lookup on every delivery and call.
-type ByChunk<V> = crate::aws::FxIndexMap<Key, V>;
+/// A map by chunk that is only ever looked up, never walked where order could reach output (a
+/// crash's sums over it are of integers): a hash map with a fixed hash, cheaper than a tree,
+/// and than an ordered map's removal, on every delivery and call.
+type ByChunk<V> = std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
 
 #[derive(Default)]
 struct Watch {
@@ -685,7 +686,7 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
                 shared.metric(fig!("duplicate_deliveries"));
             }
             *held += 1;
-            if let Some(crashed) = w.stranded.swap_remove(&k) {
+            if let Some(crashed) = w.stranded.remove(&k) {
                 lost += now.saturating_sub(crashed).as_secs_f64();
             }
         }
@@ -752,7 +753,7 @@ fn release(map: &mut ByChunk<u32>, k: Key) {
     if let Some(n) = map.get_mut(&k) {
         *n -= 1;
         if *n == 0 {
-            map.swap_remove(&k);
+            map.remove(&k);
         }
     }
 }
@@ -973,7 +974,7 @@ async fn release_claim(shared: &Shared, bills: &mut Bills<'_>, ckey: TableKey, k
     bills.writes += 1;
     let mut w = shared.watch();
     if w.claims.get(&k) == Some(&until) {
-        w.claims.swap_remove(&k);
+        w.claims.remove(&k);
     }
 }
 
