@@ -265,10 +265,57 @@ macro_rules! fig {
     };
 }
 
-/// A map by chunk that is only ever looked up, never walked where order could reach output (a
-/// crash's sums over it are of integers): a hash map with a fixed hash, cheaper than a tree,
-/// and than an ordered map's removal, on every delivery and call.
-type ByChunk<V> = std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>;
+/// A map by chunk, looked up on every delivery and call: a hash map with a fixed hash, cheaper
+/// than a tree, and than an ordered map's removal (1.4% of a run). It has no walk in hash order,
+/// so none can reach output: its contents leave it only in key order ([`ByChunk::take_sorted`]).
+#[allow(
+    clippy::disallowed_types,
+    reason = "only looked up; the one way out of it sorts by key first"
+)]
+struct ByChunk<V>(std::collections::HashMap<Key, V, std::hash::BuildHasherDefault<rustc_hash::FxHasher>>);
+
+impl<V> Default for ByChunk<V> {
+    fn default() -> Self {
+        Self(Default::default())
+    }
+}
+
+impl<V> ByChunk<V> {
+    fn get(&self, k: &Key) -> Option<&V> {
+        self.0.get(k)
+    }
+
+    fn get_mut(&mut self, k: &Key) -> Option<&mut V> {
+        self.0.get_mut(k)
+    }
+
+    /// The value at `k`, made with `V::default()` when absent.
+    fn or_default(&mut self, k: Key) -> &mut V
+    where
+        V: Default,
+    {
+        self.0.entry(k).or_default()
+    }
+
+    fn insert(&mut self, k: Key, v: V) -> Option<V> {
+        self.0.insert(k, v)
+    }
+
+    fn remove(&mut self, k: &Key) -> Option<V> {
+        self.0.remove(k)
+    }
+
+    fn clear(&mut self) {
+        self.0.clear();
+    }
+
+    /// Everything in it, in key order, leaving it empty.
+    fn take_sorted(&mut self) -> Vec<(Key, V)> {
+        let mut all: Vec<(Key, V)> = self.0.drain().collect();
+        all.sort_unstable_by_key(|(k, _)| *k);
+        all
+    }
+}
 
 #[derive(Default)]
 struct Watch {
@@ -469,13 +516,15 @@ async fn run(ctx: RunContext, config: SqsConfig) {
         let held = {
             let mut w = shared.watch();
             w.calling.clear();
-            let held = std::mem::take(&mut w.in_hand);
-            w.stranded.extend(held.keys().map(|k| (*k, crashed)));
+            let held = w.in_hand.take_sorted();
+            for (k, _) in &held {
+                w.stranded.insert(*k, crashed);
+            }
             held
         };
         shared.add(
             fig!("crash_stranded_messages"),
-            held.values().map(|n| f64::from(*n)).sum(),
+            held.iter().map(|(_, n)| f64::from(*n)).sum(),
         );
         // The cancel watchers died with the orchestrator. Every file split before, not complete
         // and not flagged, gets one again now, by its id: a file cancelled while the
@@ -681,7 +730,7 @@ fn delivered(shared: &Shared, batch: &[Received<Msg>]) {
             if r.receive_count > 1 {
                 shared.metric(fig!("redeliveries"));
             }
-            let held = w.in_hand.entry(k).or_default();
+            let held = w.in_hand.or_default(k);
             if *held > 0 || answered {
                 shared.metric(fig!("duplicate_deliveries"));
             }
@@ -896,7 +945,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
     let duplicate = {
         let answered = shared.answers().contains_key(&k);
         let mut w = shared.watch();
-        let calling = w.calling.entry(k).or_default();
+        let calling = w.calling.or_default(k);
         let dup = answered || *calling > 0;
         *calling += 1;
         if w.flagged.contains(&file) {
