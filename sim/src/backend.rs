@@ -228,8 +228,7 @@ pub trait LlmBackend: Send + Sync {
     /// [`LlmBackend::complete`] would give after that wait. The engine then waits itself, with
     /// no boxed future per call (an allocation and a copy of its state: 2% of a simulation's
     /// time). `None`, the default: the answer is only known by awaiting `complete`.
-    fn answer_at_send(&self, req: &ChatRequest) -> Option<Scheduled> {
-        let _ = req;
+    fn answer_at_send(&self, _req: &ChatRequest) -> Option<Scheduled> {
         None
     }
 
@@ -314,7 +313,8 @@ pub fn ceil_ms(d: Duration) -> Duration {
     Duration::from_millis(d.as_nanos().div_ceil(1_000_000) as u64)
 }
 
-async fn wait(d: Duration) {
+/// Sleeps `d` in tokio time; no timer at all for a zero wait.
+pub(crate) async fn wait(d: Duration) {
     if !d.is_zero() {
         tokio::time::sleep(d).await;
     }

@@ -1132,9 +1132,7 @@ impl RunContext {
         let file = req.file;
         let mut result = match self.shared.backend.answer_at_send(&req) {
             Some(s) => {
-                if !s.after.is_zero() {
-                    tokio::time::sleep(s.after).await;
-                }
+                crate::backend::wait(s.after).await;
                 s.answer
             }
             None => self.shared.backend.complete(req).await,

@@ -236,6 +236,11 @@ impl Tally {
     fn slot(&mut self, figure: usize) -> &mut f64 {
         &mut self.figures[figure]
     }
+
+    /// Bills `n` of `unit` (a unit never billed stays unset, `None`).
+    fn bill(&mut self, unit: Unit, n: f64) {
+        *self.units[unit_slot(unit)].get_or_insert(0.0) += n;
+    }
 }
 
 /// The position of figure `name` in [`FIGURES`], found at compile time (see [`fig!`]).
@@ -374,7 +379,7 @@ impl Shared {
     }
 
     fn bill(&self, unit: Unit, n: f64) {
-        *self.tally().units[unit_slot(unit)].get_or_insert(0.0) += n;
+        self.tally().bill(unit, n);
     }
 
     fn bill_sqs(&self) {
@@ -454,8 +459,8 @@ fn services(ctx: &RunContext, config: &SqsConfig) -> Arc<Services> {
 }
 
 /// The requests one message's handling bills, added to the tally once, when the handling ends
-/// or a crash drops it: one lock of the tally per message instead of one per request (a tenth
-/// of the handling's time went to those locks). The tally is read only when the run ends.
+/// or a crash drops it: one lock of the tally per message instead of one per request (about
+/// eight). The tally is read only when the run ends.
 struct Bills<'a> {
     shared: &'a Shared,
     sqs: u32,
@@ -483,9 +488,8 @@ impl Drop for Bills<'_> {
         ];
         let mut t = self.shared.tally();
         for (unit, n) in billed {
-            // A unit never billed stays unset (`None`), as `Shared::bill` leaves it.
             if n > 0 {
-                *t.units[unit_slot(unit)].get_or_insert(0.0) += f64::from(n);
+                t.bill(unit, f64::from(n));
             }
         }
     }
@@ -934,7 +938,7 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
         };
         if stored || over {
             if let Some(until) = mine {
-                release_claim(shared, &mut bills, ckey, k, until).await;
+                release_claim(&mut bills, ckey, k, until).await;
             }
             // The next delivery drops it: cancelled, complete or stored.
             let _ = s.queue.change_visibility(handle, Duration::ZERO).await;
@@ -997,12 +1001,12 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
             let _ = s.queue.delete(handle).await;
             bills.sqs += 1;
             if let Some(until) = mine {
-                release_claim(shared, &mut bills, ckey, k, until).await;
+                release_claim(&mut bills, ckey, k, until).await;
             }
         }
         Err(e) => {
             if let Some(until) = mine {
-                release_claim(shared, &mut bills, ckey, k, until).await;
+                release_claim(&mut bills, ckey, k, until).await;
             }
             if let LlmError::Throttled { retry_after, .. } = e
                 && shared.config.on_throttle == OnThrottle::Backoff
@@ -1018,7 +1022,8 @@ async fn handle(shared: &Arc<Shared>, r: Received<Msg>) {
 
 /// Deletes this delivery's claim, only while it is still its own (a claim taken over after it
 /// expired belongs to the new holder).
-async fn release_claim(shared: &Shared, bills: &mut Bills<'_>, ckey: TableKey, k: Key, until: i64) {
+async fn release_claim(bills: &mut Bills<'_>, ckey: TableKey, k: Key, until: i64) {
+    let shared = bills.shared;
     let _ = shared.services.table.delete_if(ckey, "until", until).await;
     bills.writes += 1;
     let mut w = shared.watch();
